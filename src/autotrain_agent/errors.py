@@ -1,0 +1,37 @@
+"""Every exception that autotrain-agent raises on purpose."""
+
+
+class AutotrainError(Exception):
+    """Base class of every error raised by autotrain-agent."""
+
+
+class ConfigError(AutotrainError, ValueError):
+    """A setting, flag or plan value is invalid."""
+
+
+class ModelNotFoundError(AutotrainError, LookupError):
+    """A model reference resolves to no Hub repository, local folder or shipped package."""
+
+
+class DatasetError(AutotrainError, ValueError):
+    """A dataset is missing, unreadable or does not fit the training method."""
+
+
+class StateError(AutotrainError, RuntimeError):
+    """The persisted experiment state is unreadable, locked or in the wrong stage."""
+
+
+class ExperimentLockedError(StateError):
+    """Another process holds the lock of this experiment."""
+
+
+class BackendError(AutotrainError, RuntimeError):
+    """A training backend failed to start, inspect or stop a job."""
+
+
+class EvaluationError(AutotrainError, RuntimeError):
+    """A benchmark could not produce a trustworthy score."""
+
+
+class ConversionError(AutotrainError, RuntimeError):
+    """A model could not be converted between formats (Hugging Face, GGUF)."""
