@@ -1,0 +1,38 @@
+"""Settings that locate an experiment's files and tune the agent's behaviour, independent of any plan."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def default_cache_dir() -> Path:
+    """Return `$AUTOTRAIN_AGENT_CACHE`, or `~/.cache/autotrain-agent`: converted models, built datasets, tools."""
+    return Path(os.environ.get("AUTOTRAIN_AGENT_CACHE") or Path.home() / ".cache" / "autotrain-agent")
+
+
+class Settings(BaseModel):
+    """Where files go and how the agent talks to the user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: Path = Field(default_factory=Path.cwd)
+    """Working folder; holds `training_runs/` (state, checkpoints, logs) and `training_reports/`."""
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Reusable artifacts shared by experiments: converted models, built datasets, llama.cpp's converter."""
+    progress: bool = True
+    """Show progress bars on long steps."""
+    poll_interval_s: float = Field(2.0, gt=0)
+    """Seconds between two status checks of a running job."""
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder with one subfolder per experiment."""
+        return self.output_dir / "training_runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Folder with one Markdown report per experiment."""
+        return self.output_dir / "training_reports"

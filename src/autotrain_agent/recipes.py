@@ -1,0 +1,214 @@
+"""Turn a goal written in plain words into an explicit plan, with the reason for each choice.
+
+The catalog is deliberately small and predictable: a keyword picks the domain (data and benchmark) and the
+method; everything else comes from defaults sized for the chosen model and backend. Flags override any choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .state import BenchmarkSpec, DatasetSpec, Hyperparameters, LoraSettings, Method, Plan
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+BUILTIN_CODE_DATASET = "builtin:code-functions"
+HUB_CODE_DATASET = "open-r1/codeforces-cots"
+
+# HumanEval problems scored by default on a CPU: the first 40 by task number. A fixed prefix keeps the base and
+# fine-tuned scores comparable across runs and machines; `--eval-limit 0` scores all 164.
+DEFAULT_CPU_EVAL_LIMIT = 40
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A family of goals that share a dataset and a benchmark."""
+
+    name: str
+    keywords: tuple[str, ...]
+    offline_dataset: str
+    hub_dataset: str
+    benchmark: str
+
+
+DOMAINS = (
+    Domain(
+        name="code",
+        keywords=("code", "coding", "program", "python", "humaneval", "software"),
+        offline_dataset=BUILTIN_CODE_DATASET,
+        hub_dataset=HUB_CODE_DATASET,
+        benchmark="humaneval",
+    ),
+)
+
+METHOD_KEYWORDS: dict[Method, tuple[str, ...]] = {
+    "sft": ("sft", "supervised", "instruction tuning", "fine-tune", "finetune"),
+    "dpo": ("dpo", "preference"),
+    "grpo": ("grpo", "reinforcement", " rl ", "reward"),
+}
+SUPPORTED_METHODS: tuple[Method, ...] = ("sft",)
+
+
+@dataclass(frozen=True)
+class PlanOverrides:
+    """Choices the user fixed with flags; `None` leaves the choice to the planner."""
+
+    model: str | None = None
+    dataset: str | None = None
+    dataset_config: str | None = None
+    method: str | None = None
+    benchmark: str | None = None
+    max_steps: int | None = None
+    eval_limit: int | None = None
+    eval_engine: str | None = None
+    use_lora: bool = True
+
+
+def parse_parameter_count(model_reference: str) -> int | None:
+    """Read a parameter count from a model name such as `Qwen3-0.6B`, `Llama-2-7b-hf` or `SmolLM2-135M`.
+
+    Only a number directly followed by `B` or `M` and then a separator or the end counts, so the `2` of
+    `Llama-2-7b` is a version, not a size. Returns `None` when the name carries no size.
+    """
+    name = model_reference.rstrip("/").split("/")[-1]
+    matches = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)([bBmM])(?![a-zA-Z0-9])", name)
+    if not matches:
+        return None
+    number, unit = matches[-1]
+    scale = 1e9 if unit.lower() == "b" else 1e6
+    return int(float(number) * scale)
+
+
+def detect_method(goal: str) -> tuple[Method, str]:
+    """Return the method a goal asks for and the reason; SFT when it names none."""
+    text = f" {goal.lower()} "
+    for method, keywords in METHOD_KEYWORDS.items():
+        for keyword in keywords:
+            if keyword in text:
+                return method, f"method {method.upper()}: the goal says {keyword.strip()!r}"
+    return "sft", "method SFT: the goal names no method, and supervised fine-tuning is the safe default"
+
+
+def detect_domain(goal: str) -> Domain | None:
+    """Return the catalog domain whose keywords appear in the goal, if any."""
+    text = goal.lower()
+    for domain in DOMAINS:
+        if any(keyword in text for keyword in domain.keywords):
+            return domain
+    return None
+
+
+def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachable: bool = False) -> Plan:
+    """Build a plan from a goal and the user's overrides.
+
+    Args:
+        goal: The goal in plain words, e.g. "improve code solving with SFT".
+        overrides: Choices fixed by flags.
+        hub_reachable: Whether the Hugging Face Hub answered; picks Hub or offline default data.
+
+    Raises:
+        ConfigError: If the goal is empty, names no known domain and no dataset was given, or asks for a method
+            this version cannot train.
+    """
+    overrides = overrides or PlanOverrides()
+    if not goal or not goal.strip():
+        raise ConfigError('The goal is empty; describe it in words, e.g. `autotrain-agent "improve code solving with SFT"`.')
+    reasons: list[str] = []
+
+    method, method_reason = _choose_method(goal, overrides.method)
+    reasons.append(method_reason)
+    dataset_spec, benchmark_name = _choose_data(goal, overrides, hub_reachable, reasons)
+
+    model = overrides.model or DEFAULT_MODEL
+    if overrides.model:
+        reasons.append(f"model {model}: set with --model")
+    else:
+        reasons.append(f"model {model}: small instruct model (135M, Apache-2.0) that trains on a CPU in minutes")
+
+    hyperparameters = Hyperparameters()
+    if overrides.max_steps is not None:
+        if overrides.max_steps <= 0:
+            raise ConfigError(f"`--max-steps` must be a positive integer, got {overrides.max_steps!r}.")
+        hyperparameters.max_steps = overrides.max_steps
+        hyperparameters.save_steps = min(hyperparameters.save_steps, overrides.max_steps)
+    reasons.append(
+        f"LoRA r=16 on all linear layers, lr {hyperparameters.learning_rate:g}, effective batch "
+        f"{hyperparameters.effective_batch_size}, {hyperparameters.max_steps} steps: sized to finish in minutes on a CPU"
+        if overrides.use_lora
+        else "full fine-tune: LoRA disabled with --no-lora"
+    )
+
+    benchmark = _choose_benchmark(benchmark_name, overrides, reasons)
+    engine = overrides.eval_engine or "llama.cpp"
+    if engine not in ("llama.cpp", "transformers"):
+        raise ConfigError(f"`--eval-engine` must be 'llama.cpp' or 'transformers', got {engine!r}.")
+    reasons.append(
+        "evaluation with llama.cpp on F16 GGUF copies: about 10x faster than transformers `generate` on a CPU"
+        if engine == "llama.cpp"
+        else "evaluation with transformers `generate`"
+    )
+
+    return Plan(
+        goal=goal.strip(),
+        base_model=model,
+        dataset=dataset_spec,
+        method=method,
+        lora=LoraSettings() if overrides.use_lora else None,
+        hyperparameters=hyperparameters,
+        benchmarks=[benchmark],
+        eval_engine=engine,
+        reasons=reasons,
+    )
+
+
+def _choose_method(goal: str, override: str | None) -> tuple[Method, str]:
+    if override is not None:
+        method = override.lower()
+        if method not in METHOD_KEYWORDS:
+            raise ConfigError(f"Unknown method {override!r}; use one of: sft, dpo, grpo.")
+        reason = f"method {method.upper()}: set with --method"
+    else:
+        method, reason = detect_method(goal)
+    if method not in SUPPORTED_METHODS:
+        raise NotImplementedError(
+            f"Method {method!r} is not supported by this version's training job yet; use `--method sft`."
+        )
+    return method, reason  # type: ignore[return-value]
+
+
+def _choose_data(goal: str, overrides: PlanOverrides, hub_reachable: bool, reasons: list[str]) -> tuple[DatasetSpec, str]:
+    domain = detect_domain(goal)
+    if overrides.dataset:
+        reasons.append(f"dataset {overrides.dataset}: set with --dataset")
+        spec = DatasetSpec(reference=overrides.dataset, config=overrides.dataset_config)
+        return spec, overrides.benchmark or (domain.benchmark if domain else "humaneval")
+    if domain is None:
+        raise ConfigError(
+            f"The goal {goal!r} names no domain this planner knows (known: code); pass `--dataset` with a Hub id "
+            f"or a local JSONL file."
+        )
+    if hub_reachable:
+        reasons.append(f"dataset {domain.hub_dataset}: the Hub is reachable and it is the catalog's {domain.name} set")
+        return DatasetSpec(reference=domain.hub_dataset), domain.benchmark
+    reasons.append(
+        f"dataset {domain.offline_dataset}: the Hub is unreachable, so functions with passing doctests from the "
+        f"installed `algorithms` package (MIT) are used, with HumanEval overlaps removed"
+    )
+    return DatasetSpec(reference=domain.offline_dataset), domain.benchmark
+
+
+def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -> BenchmarkSpec:
+    if overrides.benchmark and overrides.benchmark.lower() != "humaneval":
+        raise ConfigError(f"Unknown benchmark {overrides.benchmark!r}; this version supports: humaneval.")
+    limit: int | None = DEFAULT_CPU_EVAL_LIMIT
+    if overrides.eval_limit is not None:
+        if overrides.eval_limit < 0:
+            raise ConfigError(f"`--eval-limit` must be 0 (all problems) or a positive count, got {overrides.eval_limit!r}.")
+        limit = overrides.eval_limit or None
+    scope = f"the first {limit} of 164 problems" if limit else "all 164 problems"
+    reasons.append(f"benchmark HumanEval pass@1 (greedy) on {scope}, for the base and the fine-tuned model")
+    return BenchmarkSpec(name="humaneval", limit=limit)

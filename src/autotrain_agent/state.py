@@ -1,0 +1,321 @@
+"""The experiment as data: plan, runs, checkpoints, scores and decisions.
+
+Everything the agent knows lives in these models and is persisted by `ExperimentStore`; the report and the
+planner read this state, never log text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Method = Literal["sft", "dpo", "grpo"]
+EvalEngine = Literal["llama.cpp", "transformers"]
+
+
+def utc_now() -> dt.datetime:
+    """Return the current time in UTC, with second precision."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+class Stage(str, Enum):
+    """A step of the experiment's life, in the order the rule-based planner runs them."""
+
+    PLAN = "plan"
+    VALIDATE = "validate"
+    EVALUATE_BASE = "evaluate_base"
+    TRAIN = "train"
+    EVALUATE_RUN = "evaluate_run"
+    REPORT = "report"
+
+
+class ExperimentStatus(str, Enum):
+    """Where the experiment as a whole stands."""
+
+    ACTIVE = "active"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+TERMINAL_STATUSES = frozenset({ExperimentStatus.SUCCEEDED, ExperimentStatus.FAILED, ExperimentStatus.STOPPED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(_Model):
+    """LoRA adapter settings passed to PEFT."""
+
+    r: int = Field(16, gt=0)
+    """Adapter rank."""
+    alpha: int = Field(32, gt=0)
+    """Scaling numerator; the update is scaled by `alpha / r`."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names that get adapters, or every linear layer."""
+
+
+class Hyperparameters(_Model):
+    """Training hyperparameters, named as in TRL's configs."""
+
+    max_steps: int | None = Field(60, gt=0)
+    """Optimizer steps; `None` trains for `num_train_epochs` instead."""
+    num_train_epochs: float = Field(1.0, gt=0)
+    """Epochs over the dataset, used only when `max_steps` is `None`."""
+    per_device_train_batch_size: int = Field(2, gt=0)
+    """Sequences per forward pass on one device."""
+    gradient_accumulation_steps: int = Field(4, gt=0)
+    """Forward passes per optimizer step."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate."""
+    lr_scheduler_type: str = "cosine"
+    """A transformers scheduler name."""
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    """Fraction of the steps spent warming up."""
+    max_length: int = Field(512, gt=0)
+    """Tokens per sequence; longer sequences are truncated by TRL."""
+    logging_steps: int = Field(1, gt=0)
+    """Steps between metric logs."""
+    save_steps: int = Field(20, gt=0)
+    """Steps between checkpoints."""
+    seed: int = 0
+    """Seed for data order and initialisation."""
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Sequences per optimizer step on one device."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+
+class DatasetSpec(_Model):
+    """Where the training data comes from and how its columns map to the method's."""
+
+    reference: str
+    """A Hub id, a local file or folder, or `builtin:code-functions` for the offline code dataset."""
+    config: str | None = None
+    """The Hub dataset configuration, if any."""
+    split: str = "train"
+    """The split to train on."""
+    column_mapping: dict[str, str] = Field(default_factory=dict)
+    """Source column name to the column name that the method expects."""
+    max_rows: int | None = None
+    """Use at most this many rows; `None` uses all."""
+
+
+class BenchmarkSpec(_Model):
+    """One benchmark that scores the base model and each fine-tuned model."""
+
+    name: Literal["humaneval"] = "humaneval"
+    """The benchmark."""
+    limit: int | None = None
+    """Evaluate the first `limit` problems by task number; `None` evaluates all."""
+    max_new_tokens: int = Field(384, gt=0)
+    """Generation budget per problem."""
+
+
+class Plan(_Model):
+    """What the experiment will do, chosen before anything runs."""
+
+    goal: str
+    """The goal as the user wrote it."""
+    base_model: str
+    """Model reference: a Hub id or a local folder."""
+    dataset: DatasetSpec
+    """Training data."""
+    method: Method = "sft"
+    """Training method."""
+    lora: LoraSettings | None = Field(default_factory=LoraSettings)
+    """LoRA settings; `None` means a full fine-tune."""
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    """Training hyperparameters."""
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec()])
+    """Benchmarks run on the base model and on each run."""
+    eval_engine: EvalEngine = "llama.cpp"
+    """Generation engine for evaluation; base and fine-tuned models always use the same one."""
+    backend: Literal["local"] = "local"
+    """Where training jobs run."""
+    hardware: str = "cpu"
+    """Hardware flavor of the backend."""
+    stages: list[Stage] = Field(default_factory=lambda: list(Stage))
+    """Stages in the order they run."""
+    reasons: list[str] = Field(default_factory=list)
+    """Why each choice was made, for the user and the report."""
+    estimated_minutes: float | None = None
+    """Estimated wall time of the whole experiment."""
+
+
+class Score(_Model):
+    """One benchmark result of one model."""
+
+    benchmark: str
+    """Benchmark name, e.g. `humaneval`."""
+    metric: str
+    """Metric name, e.g. `pass@1`."""
+    value: float
+    """The metric's value."""
+    num_samples: int
+    """Number of problems scored."""
+    stderr: float | None = None
+    """Standard error of `value`."""
+    num_passed: int | None = None
+    """Problems solved, for pass@1."""
+    engine: str | None = None
+    """Generation engine that produced the completions."""
+    details_path: str | None = None
+    """JSONL file with one line per problem."""
+    task_ids: list[str] = Field(default_factory=list)
+    """The problems scored, in order."""
+    duration_s: float | None = None
+    """Wall time of generation plus execution."""
+
+
+class Checkpoint(_Model):
+    """A saved state of a run's weights."""
+
+    step: int
+    """Optimizer step at which it was saved."""
+    path: str
+    """Local folder (adapter or full weights)."""
+    scores: list[Score] = Field(default_factory=list)
+    """Benchmark results of this checkpoint."""
+
+
+RunStatus = Literal["pending", "submitted", "running", "succeeded", "failed", "cancelled"]
+FailureKind = Literal["oom", "nan", "timeout", "crash", "killed", "cancelled"]
+
+
+class Failure(_Model):
+    """Why a run failed."""
+
+    kind: FailureKind
+    """Failure class, used by policy rules."""
+    message: str
+    """The last error line or a summary."""
+
+
+class Run(_Model):
+    """One training attempt of the experiment."""
+
+    run_id: str
+    """Stable id; jobs carry it so a restarted agent re-attaches instead of resubmitting."""
+    title: str
+    """Human-readable title for the report."""
+    parent_run_id: str | None = None
+    """The run this one continues or retries."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """The job script's configuration as submitted."""
+    backend: str = "local"
+    """Backend name."""
+    job_id: str | None = None
+    """Backend job id, set once submitted."""
+    hardware: str = "cpu"
+    """Hardware flavor."""
+    status: RunStatus = "pending"
+    """Lifecycle status."""
+    output_dir: str
+    """Folder that receives checkpoints, logs and status files."""
+    log_path: str | None = None
+    """The job's log file."""
+    trackio_project: str
+    """Trackio project that holds the run's metrics."""
+    trackio_run: str
+    """Trackio run name."""
+    submitted_at: dt.datetime | None = None
+    """When the job was submitted."""
+    finished_at: dt.datetime | None = None
+    """When the job reached a terminal status."""
+    estimated_minutes: float | None = None
+    """Estimate made before submission."""
+    actual_minutes: float | None = None
+    """Measured wall time."""
+    cost_usd: float = 0.0
+    """Money spent; zero on the local backend."""
+    metrics_summary: dict[str, float] = Field(default_factory=dict)
+    """Last and best values of the main metrics, e.g. `final_loss`, `min_loss`."""
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+    """Saved checkpoints, the final one last."""
+    failure: Failure | None = None
+    """Set when `status` is `failed`."""
+
+
+class Decision(_Model):
+    """Something decided by a policy rule, the planner or a human, with its evidence."""
+
+    at: dt.datetime = Field(default_factory=utc_now)
+    """When it was decided."""
+    by: Literal["planner", "policy", "human", "system"]
+    """Who decided."""
+    action: str
+    """What was decided, e.g. `call validate_dataset`."""
+    reason: str
+    """Why, in one sentence."""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    """The numbers the decision saw."""
+
+
+class Experiment(_Model):
+    """One planned fine-tune with its goal, plan, runs and results."""
+
+    id: str
+    """Slug `<model>-<dataset>-<method>`; names the state folder and the report."""
+    goal: str
+    """The user's goal."""
+    created_at: dt.datetime = Field(default_factory=utc_now)
+    """Creation time."""
+    updated_at: dt.datetime = Field(default_factory=utc_now)
+    """Last save time."""
+    plan: Plan
+    """The plan."""
+    status: ExperimentStatus = ExperimentStatus.ACTIVE
+    """Overall status."""
+    completed_stages: list[Stage] = Field(default_factory=list)
+    """Stages finished so far; a resumed experiment skips them."""
+    model_notes: list[str] = Field(default_factory=list)
+    """Where the base model came from."""
+    model_path: str | None = None
+    """Local Hugging Face folder of the base model, once resolved."""
+    dataset_path: str | None = None
+    """Local prepared training file, once validated."""
+    dataset_provenance: dict[str, Any] = Field(default_factory=dict)
+    """How the training data was built or loaded."""
+    validation: dict[str, Any] | None = None
+    """The dataset validation result."""
+    baseline_scores: list[Score] = Field(default_factory=list)
+    """Benchmark results of the base model."""
+    runs: list[Run] = Field(default_factory=list)
+    """Training runs, oldest first."""
+    decisions: list[Decision] = Field(default_factory=list)
+    """Every decision, oldest first."""
+    warnings: list[str] = Field(default_factory=list)
+    """Degraded paths the report must mention, e.g. metrics unavailable."""
+    failure: str | None = None
+    """Why the experiment failed, when it did."""
+
+    def run(self, run_id: str) -> Run:
+        """Return the run with id `run_id`.
+
+        Raises:
+            KeyError: If no run has that id.
+        """
+        for run in self.runs:
+            if run.run_id == run_id:
+                return run
+        raise KeyError(f"experiment {self.id!r} has no run {run_id!r}; known runs: {[r.run_id for r in self.runs]}")
+
+    @property
+    def latest_run(self) -> Run | None:
+        """The most recent run, if any."""
+        return self.runs[-1] if self.runs else None
+
+    def next_stage(self) -> Stage | None:
+        """Return the first planned stage not yet completed, or `None` when all are done."""
+        for stage in self.plan.stages:
+            if stage not in self.completed_stages:
+                return stage
+        return None
