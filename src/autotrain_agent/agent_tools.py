@@ -1,0 +1,104 @@
+"""The experiment's tool functions as smolagents tools, bound to one `ExperimentContext`.
+
+Each tool's docstring and input descriptions are read by LLM planners. Every guard lives inside the plain tool
+functions in `autotrain_agent.tools`, so an LLM, the rule-based planner and a Python caller meet the same checks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from smolagents import Tool
+
+from .context import ExperimentContext
+from .errors import AutotrainError, BackendError, StateError
+from .tools.evaluate import evaluate_model
+from .tools.monitor import monitor_run
+from .tools.report import write_report
+from .tools.submit import submit_run
+from .tools.validate import validate_dataset
+
+logger = logging.getLogger(__name__)
+
+# Errors the planner can act on (a wrong stage, a wrong run id); anything else an AutotrainError means the
+# operator's input or environment is wrong, and the experiment stops.
+RECOVERABLE_ERRORS = (StateError, BackendError, KeyError)
+
+
+class _ExperimentTool(Tool):
+    output_type = "string"
+
+    def __init__(self, ctx: ExperimentContext):
+        self.ctx = ctx
+        super().__init__()
+
+    def _call(self, function, *args) -> str:
+        try:
+            return function(self.ctx, *args)
+        except RECOVERABLE_ERRORS:
+            raise
+        except AutotrainError as err:
+            self.ctx.fail(str(err))
+            raise
+
+
+class ValidateDatasetTool(_ExperimentTool):
+    name = "validate_dataset"
+    description = (
+        "Resolve the plan's base model, prepare its dataset as local chat rows and validate them for the training "
+        "method. Must succeed before any training run is submitted. Returns a summary with row and token counts."
+    )
+    inputs: dict = {}
+
+    def forward(self) -> str:
+        return self._call(validate_dataset)
+
+
+class EvaluateModelTool(_ExperimentTool):
+    name = "evaluate_model"
+    description = (
+        "Score a model on the plan's benchmarks (HumanEval pass@1, code run in a sandbox). Evaluate 'base' before "
+        "training and each run after it succeeds; both use the same problems and generation engine."
+    )
+    inputs = {"target": {"type": "string", "description": "'base' for the base model, or a run id such as 'run-1'."}}
+
+    def forward(self, target: str) -> str:
+        return self._call(evaluate_model, target)
+
+
+class SubmitRunTool(_ExperimentTool):
+    name = "submit_run"
+    description = (
+        "Submit the next training run of the plan to its backend. Never submits a run twice: an active run's id "
+        "is returned instead. Returns the run id and job id."
+    )
+    inputs: dict = {}
+
+    def forward(self) -> str:
+        return self._call(submit_run)
+
+
+class MonitorRunTool(_ExperimentTool):
+    name = "monitor_run"
+    description = (
+        "Follow a submitted run until its job ends, then record status, loss metrics and checkpoints. Returns a "
+        "summary with the final loss or the failure and the last log lines."
+    )
+    inputs = {"run_id": {"type": "string", "description": "The run id returned by submit_run, such as 'run-1'."}}
+
+    def forward(self, run_id: str) -> str:
+        return self._call(monitor_run, run_id)
+
+
+class WriteReportTool(_ExperimentTool):
+    name = "write_report"
+    description = "Write the experiment's Markdown report from its state and finish the experiment. Returns the report path."
+    inputs: dict = {}
+
+    def forward(self) -> str:
+        return self._call(write_report)
+
+
+def build_tools(ctx: ExperimentContext) -> list[Tool]:
+    """Return every experiment tool bound to `ctx`."""
+    return [tool_class(ctx) for tool_class in (ValidateDatasetTool, EvaluateModelTool, SubmitRunTool, MonitorRunTool, WriteReportTool)]

@@ -1,0 +1,70 @@
+"""Merge a LoRA adapter into an unquantized copy of its base model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import ConversionError
+
+logger = logging.getLogger(__name__)
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    """Return whether `folder` holds a PEFT adapter rather than full weights."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
+def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
+    """Write base weights plus the merged adapter, the tokenizer and the generation config into `out_dir`.
+
+    The merge runs in float32 on the CPU. An existing `out_dir` is reused, so a resumed experiment does not merge
+    twice. The folder appears atomically: it is built beside `out_dir` and renamed.
+
+    Raises:
+        ConversionError: If the adapter does not fit the base model.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file():
+        return out_dir
+    # Imported here: torch and peft take seconds to import, and most commands never merge.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("merging adapter %s into %s", adapter_dir, base_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    try:
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise ConversionError(
+            f"The adapter {adapter_dir} does not fit the base model {base_dir}: {err}; "
+            f"merge it with the base model it was trained on."
+        ) from err
+    _untie_if_trained_apart(merged)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_dir)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        merged.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _untie_if_trained_apart(model) -> None:
+    """Untie the embeddings in the config when training made the input and output matrices differ."""
+    input_embeddings = model.get_input_embeddings().weight
+    output_layer = model.get_output_embeddings()
+    if output_layer is None or output_layer.weight is input_embeddings:
+        return
+    if output_layer.weight.shape == input_embeddings.shape and not bool((output_layer.weight == input_embeddings).all()):
+        logger.warning("input and output embeddings differ after training; saving them untied")
+        model.config.tie_word_embeddings = False

@@ -1,0 +1,110 @@
+"""The `submit_run` tool: write a run's job config and start it on the plan's backend, exactly once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .._resources import resource_dir
+from ..context import ExperimentContext
+from ..errors import StateError
+from ..state import Run, Stage, utc_now
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_RUN_STATUSES = ("submitted", "running")
+
+
+def submit_run(ctx: ExperimentContext) -> str:
+    """Start the next training run of the experiment and return its run id in a summary.
+
+    A run that is already submitted or running is never submitted again: its id is returned instead. A run that
+    was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
+    run id, and re-attached if the backend has it.
+
+    Raises:
+        StateError: If the dataset has not been validated yet.
+    """
+    experiment = ctx.experiment
+    if Stage.VALIDATE not in experiment.completed_stages or not experiment.dataset_path:
+        raise StateError(f"Cannot submit experiment {experiment.id!r} before its dataset is validated; call `validate_dataset` first.")
+    latest = experiment.latest_run
+    if latest is not None and latest.status in ACTIVE_RUN_STATUSES:
+        return f"Run {latest.run_id} is already {latest.status} as job {latest.job_id}; call `monitor_run`."
+
+    run = latest if latest is not None and latest.status == "pending" else _new_run(ctx)
+    existing_jobs = ctx.backend.find_jobs(run_id=run.run_id)
+    if existing_jobs:
+        run.job_id = existing_jobs[-1]
+        run.status = "submitted"
+        ctx.record("run_reattached", run_id=run.run_id, job_id=run.job_id)
+        return f"Re-attached run {run.run_id} to its job {run.job_id}."
+
+    config_path = Path(run.output_dir) / "run_config.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(run.config, indent=2), encoding="utf-8")
+    job_id = ctx.backend.submit_job(
+        run_id=run.run_id,
+        script=resource_dir("tools") / "train.py",
+        config_path=config_path,
+        workdir=Path(run.output_dir),
+    )
+    run.job_id = job_id
+    run.status = "submitted"
+    run.submitted_at = utc_now()
+    run.log_path = str(Path(run.output_dir) / "train.log")
+    logger.info("%s: submitted run %s as %s job %s", experiment.id, run.run_id, ctx.backend.name, job_id)
+    ctx.record("run_submitted", run_id=run.run_id, job_id=job_id, backend=ctx.backend.name)
+    message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; logs in {run.log_path}."
+    ctx.echo(message)
+    ctx.echo(f"Trackio dashboard: trackio show --project {run.trackio_project}")
+    return message
+
+
+def _new_run(ctx: ExperimentContext) -> Run:
+    """Create, store and return a pending run built from the plan."""
+    experiment = ctx.experiment
+    plan = experiment.plan
+    number = len(experiment.runs) + 1
+    run_id = f"run-{number}"
+    output_dir = ctx.folder / run_id
+    hp = plan.hyperparameters
+    config = {
+        "run_id": run_id,
+        "model_path": experiment.model_path,
+        "dataset_path": experiment.dataset_path,
+        "output_dir": str(output_dir),
+        "method": plan.method,
+        "max_steps": hp.max_steps,
+        "num_train_epochs": hp.num_train_epochs,
+        "per_device_train_batch_size": hp.per_device_train_batch_size,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "learning_rate": hp.learning_rate,
+        "lr_scheduler_type": hp.lr_scheduler_type,
+        "warmup_ratio": hp.warmup_ratio,
+        "max_length": hp.max_length,
+        "lora": plan.lora.model_dump() if plan.lora else None,
+        "logging_steps": hp.logging_steps,
+        "save_steps": hp.save_steps,
+        "save_total_limit": 3,
+        "seed": hp.seed,
+        "trackio_project": experiment.id,
+        "trackio_run_name": run_id,
+        "assistant_only_loss": False,
+        "gradient_checkpointing": False,
+    }
+    run = Run(
+        run_id=run_id,
+        title=f"{plan.method.upper()} {'LoRA ' if plan.lora else ''}run {number}",
+        config=config,
+        backend=ctx.backend.name,
+        hardware=plan.hardware,
+        output_dir=str(output_dir),
+        trackio_project=experiment.id,
+        trackio_run=run_id,
+        estimated_minutes=plan.estimated_minutes,
+    )
+    experiment.runs.append(run)
+    ctx.record("run_created", run_id=run_id)
+    return run
