@@ -46,10 +46,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Plan, train, evaluate and report a fine-tuning experiment from a goal in plain words.",
         epilog='Example: autotrain-agent "improve code solving with SFT"',
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     commands = parser.add_subparsers(dest="command")
 
-    run = commands.add_parser("run", help="run an experiment (the default command)", description="Run or resume an experiment.")
+    run = commands.add_parser(
+        "run", parents=[verbosity], help="run an experiment (the default command)", description="Run or resume an experiment."
+    )
     run.add_argument("goal", help='the goal in plain words, e.g. "improve code solving with SFT"')
     run.add_argument("--model", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL})")
     run.add_argument("--dataset", help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder")
@@ -71,7 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(handler=_run_command)
 
-    status = commands.add_parser("status", help="show saved experiments", description="Show saved experiments.")
+    status = commands.add_parser("status", parents=[verbosity], help="show saved experiments", description="Show saved experiments.")
     status.add_argument("experiment", nargs="?", help="experiment id (default: list all)")
     status.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that holds training_runs/ (default: current folder)")
     status.add_argument("--json", action="store_true", help="print the state as JSON")
