@@ -35,3 +35,20 @@ class EvaluationError(AutotrainError, RuntimeError):
 
 class ConversionError(AutotrainError, RuntimeError):
     """A model could not be converted between formats (Hugging Face, GGUF)."""
+
+
+class IncompleteMetricsError(AutotrainError, RuntimeError):
+    """A metrics store returned fewer points than it holds, so no rule may decide on the series."""
+
+
+class UnsupportedTokenizerError(ConversionError):
+    """llama.cpp's converter does not recognise a model's BPE pre-tokenizer, so it cannot write a GGUF vocabulary."""
+
+
+class HarnessCalibrationError(EvaluationError):
+    """Canonical solutions failed or timed out in the evaluation harness, so its scores cannot be trusted."""
+
+    def __init__(self, message: str, *, outcomes: dict[str, str]):
+        super().__init__(message)
+        self.outcomes = outcomes
+        """Outcome of each canonical solution by task id: `passed`, `failed`, `timed_out` or `error`."""

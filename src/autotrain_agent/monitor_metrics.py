@@ -1,0 +1,166 @@
+"""Read a run's metrics back from Trackio and follow a job's progress until it ends."""
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from autotrain_agent.backends.base import JobBackend, JobStatus, is_terminal
+from autotrain_agent.errors import IncompleteMetricsError
+
+logger = logging.getLogger(__name__)
+
+# transformers' Trackio callback logs without an explicit step, so Trackio's own `step` column is a row counter.
+# The trainer's real step travels in this key of every row instead.
+GLOBAL_STEP_KEY = "train/global_step"
+_NON_METRIC_KEYS = frozenset({"step", "timestamp", GLOBAL_STEP_KEY})
+_TRACKIO_DIR_LOCK = threading.Lock()
+
+
+def read_trackio_metrics(
+    project: str, run_name: str, *, after_step: int | None = None
+) -> dict[str, list[tuple[int, float]]]:
+    """Read every scalar metric of a Trackio run, as `(global step, value)` points sorted by step.
+
+    Each point's step is the trainer's global step (`train/global_step` in the row) when the row has one, else the
+    step the row was logged with, and never the row number. Reads are uncapped, so sparse series such as
+    `eval/loss` come back with every point next to dense ones. Pass the last step already seen as `after_step` to
+    get only newer points. When a step was logged twice for one metric (a resumed run), the later value wins.
+
+    A tracker that cannot be read (missing project, locked or broken database) is not an error for training:
+    the function logs a warning and returns `{}`.
+
+    Args:
+        project: Trackio project name; its database lives under `TRACKIO_DIR`.
+        run_name: Trackio run name within the project.
+        after_step: Return only points with a step greater than this. `None` returns all points.
+
+    Raises:
+        IncompleteMetricsError: If the store returned fewer rows than it counts for the run, so that no rule
+            decides on a partial series.
+    """
+    from trackio import SQLiteStorage
+
+    try:
+        with _current_trackio_dir():
+            rows = SQLiteStorage.get_logs(project, run_name, max_points=None)
+            stored_count = SQLiteStorage.get_log_count(project, run_name)
+    except (sqlite3.Error, OSError) as err:
+        logger.warning("Could not read Trackio metrics of %s/%s: %s", project, run_name, err)
+        return {}
+    if len(rows) < stored_count:
+        raise IncompleteMetricsError(
+            f"Trackio returned {len(rows)} of the {stored_count} rows stored for run {run_name!r} in project "
+            f"{project!r}; read again before deciding on these metrics."
+        )
+
+    values_by_metric: dict[str, dict[int, float]] = {}
+    for row in rows:
+        step = _row_step(row)
+        if after_step is not None and step <= after_step:
+            continue
+        for name, value in row.items():
+            if name in _NON_METRIC_KEYS or not _is_scalar(value):
+                continue
+            values_by_metric.setdefault(name, {})[step] = float(value)
+    return {name: sorted(points.items()) for name, points in values_by_metric.items()}
+
+
+def follow_job(
+    backend: JobBackend,
+    job_id: str,
+    *,
+    progress_path: Path,
+    poll_interval_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JobStatus:
+    """Poll a job until it reaches a terminal stage, showing a progress bar with step, loss and ETA.
+
+    The bar reads the job's `progress.json`, which the training script rewrites at each logging step. A failed or
+    cancelled job is returned, not raised; inspect `status.stage`. A missing or half-written progress file only
+    leaves the bar unchanged. The bar is hidden when stderr is not a terminal.
+
+    Args:
+        backend: Backend that runs the job.
+        job_id: Identifier returned by `submit_job`.
+        progress_path: The job's `progress.json`.
+        poll_interval_s: Seconds between polls.
+        sleep: Function that waits; tests pass a fake one.
+
+    Returns:
+        The first status with a terminal stage.
+    """
+    from tqdm.auto import tqdm
+
+    with tqdm(total=None, unit="step", desc=job_id, disable=None) as bar:
+        while True:
+            status = backend.inspect_job(job_id)
+            _update_bar(bar, _read_progress(Path(progress_path)))
+            if is_terminal(status.stage):
+                logger.debug("Job %s ended as %s", job_id, status.stage)
+                return status
+            sleep(poll_interval_s)
+
+
+@contextmanager
+def _current_trackio_dir() -> Iterator[None]:
+    # trackio 0.43 reads TRACKIO_DIR once, at import, so a later change of the variable (a new experiment folder,
+    # or a test's temporary folder) is ignored. Point its storage at the current value for the read. Drop this
+    # once trackio resolves the folder per call.
+    import trackio.sqlite_storage as storage
+
+    wanted = os.environ.get("TRACKIO_DIR")
+    with _TRACKIO_DIR_LOCK:
+        previous = storage.TRACKIO_DIR
+        if wanted:
+            storage.TRACKIO_DIR = Path(wanted)
+        try:
+            yield
+        finally:
+            storage.TRACKIO_DIR = previous
+
+
+def _row_step(row: dict) -> int:
+    global_step = row.get(GLOBAL_STEP_KEY)
+    if _is_scalar(global_step):
+        return int(global_step)
+    return int(row["step"])
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_progress(path: Path) -> dict | None:
+    try:
+        progress = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return progress if isinstance(progress, dict) else None
+
+
+def _update_bar(bar, progress: dict | None) -> None:
+    if progress is None:
+        return
+    max_steps = progress.get("max_steps")
+    if isinstance(max_steps, int) and max_steps > 0 and bar.total != max_steps:
+        bar.total = max_steps
+    step = progress.get("step")
+    if isinstance(step, int) and step > bar.n:
+        bar.update(step - bar.n)
+    postfix = {}
+    loss = progress.get("loss")
+    if _is_scalar(loss):
+        postfix["loss"] = f"{loss:.4g}" if math.isfinite(loss) else str(loss)
+    eta_s = progress.get("eta_s")
+    if _is_scalar(eta_s):
+        postfix["eta"] = f"{eta_s:.0f}s"
+    if postfix:
+        bar.set_postfix(postfix, refresh=False)
+    bar.refresh()
