@@ -9,8 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 def default_cache_dir() -> Path:
-    """Return `$AUTOTRAIN_AGENT_CACHE`, or `~/.cache/autotrain-agent`: converted models, built datasets, tools."""
-    return Path(os.environ.get("AUTOTRAIN_AGENT_CACHE") or Path.home() / ".cache" / "autotrain-agent")
+    """Return `$AUTOTRAIN_AGENT_CACHE`, or `~/.cache/autotrain-agent` when it is unset or empty.
+
+    The cache holds what experiments share: converted models, built datasets and llama.cpp's converter.
+    """
+    configured = os.environ.get("AUTOTRAIN_AGENT_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "autotrain-agent"
 
 
 class Settings(BaseModel):

@@ -18,7 +18,6 @@ from autotrain_agent.data.chat_format import (
     resolve_chat_template,
     sharegpt_to_messages,
 )
-from autotrain_agent.data.collation import choose_pad_token
 from autotrain_agent.errors import DatasetError
 
 logger = logging.getLogger(__name__)

