@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from autotrain_agent.config import default_cache_dir
+from autotrain_agent.config import default_cache_dir  # noqa: F401 - re-exported for callers of this module
 from autotrain_agent.errors import ConversionError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
