@@ -1,0 +1,219 @@
+"""Code that runs inside each sandboxed process: confinement, then one of three roles.
+
+`sandbox.py` passes this file's source to `python -I -c` with one JSON argument, so the module imports only the
+standard library and never the package. The roles are:
+
+- `program`: execute one program file. Its status report is forgeable by the program itself.
+- `candidate`: execute the generated code, then answer calls to the entry point received over a pipe.
+- `checker`: execute the problem's trusted prompt and tests, calling the entry point through a proxy that sends
+  arguments to the candidate process and receives results as plain data. Only this role can report a pass.
+"""
+
+import ctypes
+import json
+import os
+import resource
+import struct
+import sys
+
+_CLONE_NEWNET = 0x40000000
+_PR_SET_NO_NEW_PRIVS = 38
+_FRAME_HEADER = struct.Struct(">I")
+_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+def _confine(config):
+    """Isolate the network, set resource limits and drop root, in that order, because each step needs the last one's rights."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    network_isolated = os.getuid() == 0 and libc.unshare(_CLONE_NEWNET) == 0
+    for name, value in config["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(config["gid"])
+        os.setuid(config["uid"])
+    # Blocks setuid binaries such as `su` from giving the code its privileges back.
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    os.chdir(config["workdir"])
+    os.umask(0o077)
+    return network_isolated
+
+
+def _write_frame(fd, payload):
+    message = _FRAME_HEADER.pack(len(payload)) + payload
+    while message:
+        written = os.write(fd, message)
+        message = message[written:]
+
+
+def _read_exact(fd, size):
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd):
+    header = _read_exact(fd, _FRAME_HEADER.size)
+    if header is None:
+        return None
+    (size,) = _FRAME_HEADER.unpack(header)
+    if size > _MAX_FRAME_BYTES:
+        raise ValueError(f"a message of {size} bytes exceeds the {_MAX_FRAME_BYTES}-byte cap")
+    return _read_exact(fd, size)
+
+
+_CONTAINERS = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
+_DECODERS = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
+
+
+def _encode(value):
+    """Turn a value into JSON-ready plain data, rejecting anything that is not a built-in value type."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in _CONTAINERS:
+        return [_CONTAINERS[type(value)], [_encode(item) for item in value]]
+    if type(value) is dict:
+        return ["dict", [[_encode(key), _encode(item)] for key, item in value.items()]]
+    if type(value) is bytes:
+        return ["bytes", [value.hex()]]
+    if type(value) is complex:
+        return ["complex", [value.real, value.imag]]
+    # Subclasses such as numpy.float64 convert to the base type. Whatever a hostile subclass returns here is still
+    # decoded as plain data on the other side, so the conversion cannot fake equality.
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(f"a value of type {type(value).__name__} is not plain data (None, bool, numbers, str, bytes, containers)")
+
+
+def _decode(wire):
+    """Rebuild plain data from `_encode` output; every object it creates is a built-in type."""
+    if wire is None or type(wire) in (bool, int, float, str):
+        return wire
+    if type(wire) is not list or len(wire) != 2 or type(wire[0]) is not str or type(wire[1]) is not list:
+        raise ValueError(f"malformed value on the wire: {str(wire)[:80]}")
+    tag, items = wire
+    if tag in _DECODERS:
+        return _DECODERS[tag](_decode(item) for item in items)
+    if tag == "dict":
+        return {_decode(key): _decode(item) for key, item in items}
+    if tag == "bytes":
+        return bytes.fromhex(items[0] if items and type(items[0]) is str else "")
+    if tag == "complex":
+        return complex(float(items[0]), float(items[1]))
+    raise ValueError(f"unknown type tag {tag!r} on the wire")
+
+
+def _run_program(config):
+    with open(config["program_path"], encoding="utf-8") as source:
+        code = compile(source.read(), "program.py", "exec")
+    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+    _write_frame(config["status_fd"], b'{"outcome": "passed"}')
+
+
+def _serve_candidate(config):
+    with open(config["program_path"], encoding="utf-8") as source:
+        code = compile(source.read(), "candidate.py", "exec")
+    import builtins
+
+    # Code that patches builtins would otherwise break this serving loop and turn a wrong answer into a timeout.
+    original_builtins = dict(vars(builtins))
+    namespace = {"__name__": "__candidate__", "__builtins__": __builtins__}
+    exec(code, namespace)
+    vars(builtins).update(original_builtins)
+    function = namespace.get(config["entry_point"])
+    request_fd, response_fd = config["request_fd"], config["response_fd"]
+    while True:
+        request = _read_frame(request_fd)
+        if request is None:
+            return
+        call = json.loads(request)
+        try:
+            if not callable(function):
+                raise NameError(f"the code defines no function named {config['entry_point']!r}")
+            reply = {"value": _encode(function(*_decode(call["args"]), **_decode(call["kwargs"])))}
+        except Exception as error:
+            reply = {"error": f"{type(error).__name__}: {error}"[:2000]}
+        vars(builtins).update(original_builtins)
+        _write_frame(response_fd, json.dumps(reply).encode())
+
+
+class CandidateLostError(BaseException):
+    """The candidate process exited or answered garbage; derives from BaseException so test code cannot swallow it."""
+
+
+class CandidateCallError(Exception):
+    """The candidate function raised an exception in its own process."""
+
+
+def _describe_test_failure(error):
+    """Name the exception and the test line that raised it, such as `AssertionError at tests.py:12: assert ...`."""
+    import traceback
+
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == "tests.py"]
+    where = f" at tests.py:{frames[-1].lineno}: {frames[-1].line}" if frames else ""
+    message = f": {error}" if str(error) else ""
+    return f"{type(error).__name__}{where}{message}"[:2000]
+
+
+def _run_checker(config):
+    lost = []
+
+    def call_candidate(*args, **kwargs):
+        if lost:
+            raise CandidateLostError(lost[0])
+        try:
+            _write_frame(config["request_fd"], json.dumps({"args": _encode(args), "kwargs": _encode(kwargs)}).encode())
+            response = _read_frame(config["response_fd"])
+            if response is None:
+                raise EOFError("no reply")
+            reply = json.loads(response)
+            if type(reply) is not dict:
+                raise ValueError("reply is not an object")
+            if "error" in reply:
+                raise CandidateCallError(str(reply["error"]))
+            return _decode(reply["value"])
+        except (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError) as error:
+            lost.append(f"the candidate process exited or broke the protocol before the tests finished ({error})")
+            raise CandidateLostError(lost[0]) from None
+
+    namespace = {"__name__": "__checker__", "__builtins__": __builtins__}
+    for path in (config["support_path"], config["test_path"]):
+        with open(path, encoding="utf-8") as source:
+            exec(compile(source.read(), os.path.basename(path), "exec"), namespace)
+    # HumanEval tests may call the entry point by name; in the reference harness that name is the candidate's.
+    namespace[config["entry_point"]] = call_candidate
+    try:
+        namespace["check"](call_candidate)
+    except CandidateLostError as error:
+        verdict = {"outcome": "failed", "detail": str(error), "candidate_lost": True}
+    except BaseException as error:
+        verdict = {"outcome": "failed", "detail": _describe_test_failure(error)}
+    else:
+        verdict = {"outcome": "failed", "detail": lost[0], "candidate_lost": True} if lost else {"outcome": "passed", "detail": ""}
+    _write_frame(config["verdict_fd"], json.dumps(verdict).encode())
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    network_isolated = _confine(config)
+    if "status_fd" in config:
+        _write_frame(config["status_fd"], json.dumps({"network_isolated": network_isolated}).encode())
+    elif "verdict_fd" in config:
+        _write_frame(config["verdict_fd"], json.dumps({"network_isolated": network_isolated}).encode())
+    role = config["role"]
+    if role == "program":
+        _run_program(config)
+    elif role == "candidate":
+        _serve_candidate(config)
+    else:
+        _run_checker(config)
+
+
+if __name__ == "__main__":
+    main()

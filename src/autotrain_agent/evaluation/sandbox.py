@@ -1,0 +1,392 @@
+"""Run untrusted, model-generated Python in confined child processes.
+
+What is enforced depends on the privileges of the calling process (measured on Linux 6.18, Python 3.11):
+
+- Always: each child is a fresh interpreter (`python -I`) in its own session and process group, working in a
+  fresh scratch folder that is deleted afterwards. Its environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`,
+  so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
+  group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
+- As root: each child also gets its own network namespace (no interface is up, so even 127.0.0.1 is
+  unreachable), runs under a fresh unused uid and gid with no supplementary groups and `no_new_privs`, so
+  `RLIMIT_NPROC` counts only its own processes, it cannot signal the harness or read other folders with
+  0700 permissions, and when the run ends every process of that uid is killed with `kill(-1, SIGKILL)`, including
+  those that left the process group.
+- Without root: no network isolation, no uid change, and `RLIMIT_NPROC` counts every process of the user, so the
+  limit is set to the current count plus `max_processes`. A process that calls `setsid` and double-forks can
+  outlive the run, and the code can signal the harness.
+
+`run_tests` is the entry point for benchmarks. The generated code runs in one process and the trusted tests in
+another, which calls the generated function through a pipe and compares the results as plain data. A pass is
+reported only by the test process after the tests returned, so exiting early, patching builtins or returning
+objects whose `__eq__` always holds cannot turn into a pass.
+"""
+
+import functools
+import json
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from autotrain_agent.errors import EvaluationError
+
+logger = logging.getLogger(__name__)
+
+_CHILD_SOURCE = (Path(__file__).parent / "_sandbox_child.py").read_text(encoding="utf-8")
+_FRAME_HEADER = struct.Struct(">I")
+# Fresh uids come from a range that no distribution allocates, so no real account or file owner collides with them.
+_SANDBOX_UID_BASE = 1_900_000_000
+_SANDBOX_UID_SPAN = 100_000_000
+_CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
+_REAP_TIMEOUT_S = 10.0
+# kill(-1) returns success while any other process exists, so emptiness is read from /proc instead.
+_REAPER_SOURCE = """
+import os, time
+me, uid = os.getpid(), os.getuid()
+def left():
+    pids = []
+    for name in os.listdir('/proc'):
+        try:
+            if name.isdigit() and int(name) != me and os.stat('/proc/' + name).st_uid == uid:
+                pids.append(name)
+        except OSError:
+            pass
+    return pids
+deadline = time.monotonic() + 5.0
+while time.monotonic() < deadline:
+    os.kill(-1, 9)
+    if not left():
+        break
+    time.sleep(0.005)
+"""
+_PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
+
+Outcome = Literal["passed", "failed", "timed_out", "error"]
+
+
+class SandboxLimits(BaseModel):
+    """Resource limits for one sandboxed run."""
+
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Wall-clock limit for the whole run, interpreter start included; the process tree is killed after it."""
+    cpu_time_s: int = Field(default=10, gt=0)
+    """CPU seconds per process (`RLIMIT_CPU`); the kernel kills a process that exceeds it."""
+    memory_mb: int = Field(default=1024, gt=0)
+    """Address space per process in MiB (`RLIMIT_AS`); larger allocations raise `MemoryError`."""
+    max_processes: int = Field(default=32, gt=0)
+    """Processes and threads the code may run at once (`RLIMIT_NPROC`), see the module docstring for where."""
+    max_file_size_mb: int = Field(default=16, gt=0)
+    """Largest file the code may write, in MiB (`RLIMIT_FSIZE`)."""
+    max_output_bytes: int = Field(default=8192, gt=0)
+    """Captured stdout and stderr kept per process; the rest is read and dropped."""
+
+
+class SandboxResult(BaseModel):
+    """Outcome of one sandboxed run."""
+
+    outcome: Outcome
+    """`passed` only with proof that the code ran to the end, `timed_out` at the wall-clock limit, `error` when the
+    sandbox itself failed."""
+    detail: str
+    """Reason the run did not pass; empty on a pass."""
+    duration_s: float
+    """Wall-clock seconds from starting the first process to the verdict."""
+    output: str = ""
+    """Start of the captured output, ending with a `[... N bytes cut]` marker when it was longer than the cap."""
+
+
+class _Identity(BaseModel):
+    uid: int | None
+    gid: int | None
+    workdir: Path
+
+
+class _OutputCollector(threading.Thread):
+    """Drain a pipe so the child never blocks on output, keeping only the first `cap` bytes."""
+
+    def __init__(self, stream, cap: int):
+        super().__init__(daemon=True)
+        self.stream, self.cap, self.kept, self.total = stream, cap, bytearray(), 0
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):
+            self.total += len(chunk)
+            self.kept += chunk[: max(0, self.cap - len(self.kept))]
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", errors="replace")
+        cut = self.total - len(self.kept)
+        return f"{text}[... {cut} bytes cut]" if cut else text
+
+
+def is_privileged() -> bool:
+    """Return whether the sandbox can use a fresh uid and a network namespace, which needs root."""
+    return os.geteuid() == 0
+
+
+@functools.cache
+def find_interpreter() -> str:
+    """Return the first Python interpreter whose standard library a sandbox uid can import.
+
+    A virtual environment or pyenv build under a 0700 home folder is unreadable once the child drops root, so
+    the search goes on to the base interpreter and `/usr/bin/python3`. Without root this is `sys.executable`.
+
+    Raises:
+        EvaluationError: If no interpreter works for an unprivileged uid.
+    """
+    if not is_privileged():
+        return sys.executable
+
+    candidates = dict.fromkeys([sys.executable, os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+                                shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or ""])
+    uid = _allocate_uid()
+    for interpreter in filter(None, candidates):
+        try:
+            probe = subprocess.run([interpreter, "-I", "-c", _PROBE_SOURCE], user=uid, group=uid, extra_groups=[],
+                                   env={}, cwd="/", capture_output=True, timeout=30, check=False)
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            if interpreter != sys.executable:
+                logger.warning("Sandboxed code runs under %s: an unprivileged uid cannot read %s.",
+                               interpreter, sys.executable)
+            return interpreter
+    raise EvaluationError(
+        f"No Python interpreter among {list(filter(None, candidates))} can import its standard library as an "
+        "unprivileged uid; install a Python 3 that all users can read, such as /usr/bin/python3."
+    )
+
+
+def run_program(program: str, *, limits: SandboxLimits) -> SandboxResult:
+    """Run a Python program in the sandbox and report whether it ran to its last line.
+
+    Use `run_tests` to score generated code: here the status report comes from the same process as the program,
+    so code that reads the process's file descriptors can forge it. An exit status of 0 alone is never a pass.
+
+    Args:
+        program: Python source executed as `__main__`.
+        limits: Resource limits for the run.
+    """
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autotrain-sandbox-") as root:
+        identity = _prepare_identity(Path(root), "program", {"program.py": program})
+        status_read, status_write = os.pipe()
+        config = {"role": "program", "program_path": str(identity.workdir / "program.py"), "status_fd": status_write}
+        process = _spawn(config, identity, limits, pass_fds=(status_write,))
+        os.close(status_write)
+        collector = _collect_output(process, limits)
+        timed_out = _wait(process, started + limits.timeout_s)
+        _kill_everything([process], [identity])
+        frames = _read_frames(status_read)
+        collector.join(timeout=1.0)
+
+    duration_s = time.monotonic() - started
+    if timed_out:
+        return _result("timed_out", f"timed out after {limits.timeout_s:g} s", duration_s, collector)
+    if len(frames) >= 2 and frames[1].get("outcome") == "passed":
+        return _result("passed", "", duration_s, collector)
+    return _result("failed", _exit_detail("the program", process.returncode), duration_s, collector)
+
+
+def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, limits: SandboxLimits) -> SandboxResult:
+    """Run tests written as `def check(candidate)` against a function defined by untrusted code.
+
+    The untrusted code runs in one confined process. The tests run in a second one, which never executes the
+    untrusted code. Each call of `candidate`, or of the entry point by name, sends the arguments through a pipe
+    and gets the return value back as plain data: None, bool, int, float, complex, str, bytes, list, tuple, set,
+    frozenset or dict. The test process reports `passed` only after `check` returned and every call got a reply.
+
+    Limitations:
+        Arguments and results cross a process boundary, so a test that relies on the function mutating its
+        arguments or returning other objects (generators, class instances) fails. HumanEval's 164 tests do not.
+
+    Args:
+        code: The generated program, which must define `entry_point`; run as module `__candidate__`.
+        entry_point: Name of the function under test.
+        tests: Trusted test code that defines `check(candidate)`.
+        support_code: Trusted code run before `tests` in the test process, such as the problem prompt with its
+            helper functions.
+        limits: Resource limits, applied to each of the two processes; `timeout_s` covers both.
+    """
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autotrain-sandbox-") as root:
+        candidate = _prepare_identity(Path(root), "candidate", {"candidate.py": code})
+        checker = _prepare_identity(Path(root), "checker", {"support.py": support_code, "tests.py": tests})
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
+        verdict_read, verdict_write = os.pipe()
+        candidate_config = {"role": "candidate", "program_path": str(candidate.workdir / "candidate.py"),
+                            "entry_point": entry_point, "request_fd": request_read, "response_fd": response_write}
+        checker_config = {"role": "checker", "support_path": str(checker.workdir / "support.py"),
+                          "test_path": str(checker.workdir / "tests.py"), "entry_point": entry_point,
+                          "request_fd": request_write, "response_fd": response_read, "verdict_fd": verdict_write}
+        processes = []
+        try:
+            processes.append(_spawn(candidate_config, candidate, limits, pass_fds=(request_read, response_write)))
+            processes.append(_spawn(checker_config, checker, limits,
+                                    pass_fds=(request_write, response_read, verdict_write)))
+        finally:
+            for fd in (request_read, request_write, response_read, response_write, verdict_write):
+                os.close(fd)
+        collectors = [_collect_output(process, limits) for process in processes]
+        timed_out = _wait(processes[1], started + limits.timeout_s)
+        _kill_everything(processes, [candidate, checker])
+        frames = _read_frames(verdict_read)
+        for collector in collectors:
+            collector.join(timeout=1.0)
+
+    duration_s = time.monotonic() - started
+    if timed_out:
+        return _result("timed_out", f"timed out after {limits.timeout_s:g} s", duration_s, collectors[0])
+    if len(frames) < 2:
+        detail = _exit_detail("the test process", processes[1].returncode) + f": {collectors[1].text()[-500:]}"
+        return _result("error", detail, duration_s, collectors[0])
+    verdict = frames[1]
+    if verdict.get("outcome") == "passed":
+        return _result("passed", "", duration_s, collectors[0])
+    detail = str(verdict.get("detail", ""))
+    if verdict.get("candidate_lost"):
+        detail += f"; {_exit_detail('the candidate process', processes[0].returncode)}"
+    return _result("failed", detail, duration_s, collectors[0])
+
+
+def _prepare_identity(root: Path, role: str, files: dict[str, str]) -> _Identity:
+    """Create a role's scratch folder with its files, owned by a fresh uid when we are root."""
+    workdir = root / role
+    workdir.mkdir(mode=0o700)
+    for name, text in files.items():
+        (workdir / name).write_text(text, encoding="utf-8")
+    if not is_privileged():
+        return _Identity(uid=None, gid=None, workdir=workdir)
+
+    root.chmod(0o711)
+    uid = _allocate_uid()
+    for path in (workdir, *workdir.iterdir()):
+        os.chown(path, uid, uid)
+    return _Identity(uid=uid, gid=uid, workdir=workdir)
+
+
+def _allocate_uid() -> int:
+    while True:
+        uid = _SANDBOX_UID_BASE + secrets.randbelow(_SANDBOX_UID_SPAN)
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+
+
+def _spawn(config: dict, identity: _Identity, limits: SandboxLimits, *, pass_fds: tuple[int, ...]) -> subprocess.Popen:
+    config = {**config, "uid": identity.uid, "gid": identity.gid, "workdir": str(identity.workdir),
+              "rlimits": _rlimits(limits, privileged=identity.uid is not None)}
+    env = {"PATH": _CHILD_PATH, "HOME": str(identity.workdir), "TMPDIR": str(identity.workdir), "LANG": "C.UTF-8"}
+    return subprocess.Popen(
+        [find_interpreter(), "-I", "-c", _CHILD_SOURCE, json.dumps(config)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pass_fds=pass_fds, env=env, cwd=identity.workdir, start_new_session=True,
+    )
+
+
+def _rlimits(limits: SandboxLimits, *, privileged: bool) -> dict[str, int]:
+    max_processes = limits.max_processes if privileged else _count_own_processes() + limits.max_processes
+    return {
+        "RLIMIT_CPU": limits.cpu_time_s,
+        "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
+        "RLIMIT_FSIZE": limits.max_file_size_mb * 1024 * 1024,
+        "RLIMIT_NPROC": max_processes,
+        "RLIMIT_CORE": 0,
+    }
+
+
+def _count_own_processes() -> int:
+    # RLIMIT_NPROC counts threads of the real uid, so this estimate stays low for threaded user processes.
+    uid = os.getuid()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            count += entry.name.isdigit() and entry.stat().st_uid == uid
+        except OSError:
+            continue
+    return count
+
+
+def _collect_output(process: subprocess.Popen, limits: SandboxLimits) -> _OutputCollector:
+    collector = _OutputCollector(process.stdout, limits.max_output_bytes)
+    collector.start()
+    return collector
+
+
+def _wait(process: subprocess.Popen, deadline: float) -> bool:
+    """Wait for a process until a monotonic deadline; return whether the deadline passed first."""
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def _kill_everything(processes: list[subprocess.Popen], identities: list[_Identity]) -> None:
+    """Kill each process group, reap the direct children, then kill every process left under the sandbox uids."""
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    # Reap the direct children first: their zombies would keep the uid sweep below from seeing an empty uid.
+    # start_new_session made each one a session leader, which cannot leave the process group killed above.
+    for process in processes:
+        process.wait()
+    for identity in identities:
+        if identity.uid is not None:
+            _kill_uid(identity)
+
+
+def _kill_uid(identity: _Identity) -> None:
+    # kill(-1) runs under the tasklist lock, so a fork bomb cannot add processes while it is delivered. Killed
+    # processes stay visible until init reaps them, so the reaper repeats until /proc shows none of the uid.
+    subprocess.run(
+        [find_interpreter(), "-I", "-S", "-c", _REAPER_SOURCE],
+        user=identity.uid, group=identity.gid, extra_groups=[], env={}, cwd="/",
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=_REAP_TIMEOUT_S, check=False,
+    )
+
+
+def _read_frames(fd: int) -> list[dict]:
+    """Read every length-prefixed JSON frame from a pipe whose writers have all exited, then close it."""
+    # Non-blocking, because without root an escaped grandchild may still hold the write end open.
+    os.set_blocking(fd, False)
+    with os.fdopen(fd, "rb") as stream:
+        payload = stream.read() or b""
+    frames = []
+    while len(payload) >= _FRAME_HEADER.size:
+        (size,) = _FRAME_HEADER.unpack_from(payload)
+        body, payload = payload[_FRAME_HEADER.size : _FRAME_HEADER.size + size], payload[_FRAME_HEADER.size + size :]
+        try:
+            frames.append(json.loads(body))
+        except ValueError:
+            break
+    if frames and not frames[0].get("network_isolated") and is_privileged():
+        logger.warning("The sandbox could not create a network namespace; generated code has network access.")
+    return frames
+
+
+def _exit_detail(name: str, returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"{name} was killed by {signal.Signals(-returncode).name}"
+    return f"{name} exited with status {returncode} before finishing"
+
+
+def _result(outcome: Outcome, detail: str, duration_s: float, collector: _OutputCollector) -> SandboxResult:
+    return SandboxResult(outcome=outcome, detail=detail, duration_s=round(duration_s, 4), output=collector.text())

@@ -1,0 +1,275 @@
+"""The sandbox and the HumanEval harness against hostile completions.
+
+Hostile answers sit between two correct ones (HumanEval/0 and HumanEval/2) and run through the real harness
+and the real sandbox. Completion-style answers continue the prompt's function, so module-level code after the
+body runs when the candidate module loads.
+"""
+
+import os
+import resource
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from humaneval_fakes import processes_with_marker, run_problem_set, sandbox_processes, with_hostile_middle
+
+from autotrain_agent.evaluation.humaneval import load_humaneval_problems
+from autotrain_agent.evaluation.sandbox import SandboxLimits, is_privileged, run_program, run_tests
+
+needs_root = pytest.mark.skipif(not is_privileged(), reason="uid, process and network isolation need root")
+
+
+def _outcomes(result):
+    return [problem.outcome for problem in result.results]
+
+
+def test_canonical_solution_passes():
+    problem = load_humaneval_problems(limit=1)[0]
+
+    result = run_tests(problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
+                       tests=problem.test, support_code=problem.prompt, limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert result.detail == ""
+
+
+def test_wrong_answer_fails_with_test_line():
+    problem = load_humaneval_problems(limit=1)[0]
+
+    result = run_tests(problem.prompt + "    return True\n", entry_point=problem.entry_point,
+                       tests=problem.test, support_code=problem.prompt, limits=SandboxLimits())
+
+    assert result.outcome == "failed"
+    assert "AssertionError at tests.py:" in result.detail
+
+
+def test_infinite_loop_times_out_and_kills_children():
+    marker = f"loop-child-{uuid.uuid4().hex}"
+    hostile = (
+        "    return None\nimport subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+        "while True:\n    pass\n"
+    )
+
+    started = time.monotonic()
+    result = run_problem_set(with_hostile_middle(hostile), timeout_s=1.0)
+    elapsed_s = time.monotonic() - started
+
+    assert _outcomes(result) == ["passed", "timed_out", "passed"]
+    assert elapsed_s < 5.0
+    assert processes_with_marker(marker) == []
+
+
+@needs_root
+def test_fork_bomb_fails_and_leaves_no_process(outer_limits):
+    hostile = "    return None\nimport os\nwhile True:\n    os.fork()\n"
+
+    result = run_problem_set(with_hostile_middle(hostile), timeout_s=3.0)
+
+    assert _outcomes(result)[0] == "passed"
+    assert _outcomes(result)[1] in ("failed", "timed_out")
+    assert _outcomes(result)[2] == "passed"
+    assert sandbox_processes() == []
+
+
+def test_huge_allocation_fails_fast_without_harness_growth(outer_limits):
+    hostile = "    buffer = bytearray(8 * 1024**3)\n    buffer[::4096] = b'x' * len(buffer[::4096])\n    return None\n"
+    rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    result = run_problem_set(with_hostile_middle(hostile), timeout_s=10.0)
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert result.results[1].duration_s < 2.0
+    assert "MemoryError" in result.results[1].detail
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before_kb < 50 * 1024
+
+
+def test_printing_loop_times_out_with_capped_output():
+    problem = load_humaneval_problems(limit=1)[0]
+    limits = SandboxLimits(timeout_s=1.0, max_output_bytes=4096)
+
+    direct = run_tests("while True:\n    print('x' * 1000)\n", entry_point=problem.entry_point,
+                       tests=problem.test, support_code=problem.prompt, limits=limits)
+    harness = run_problem_set(with_hostile_middle("    while True:\n        print('x' * 1000)\n"), timeout_s=1.0)
+
+    assert direct.outcome == "timed_out"
+    assert len(direct.output) < limits.max_output_bytes + 100
+    assert direct.output.endswith("bytes cut]")
+    assert _outcomes(harness) == ["passed", "timed_out", "passed"]
+
+
+def test_home_writes_leave_user_home_unchanged(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("export PS1='$ '\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "harness-tmp"))
+    (tmp_path / "harness-tmp").mkdir()
+    hostile = (
+        "    import os\n"
+        f"    for path in (os.path.expanduser('~/.bashrc'), {str(home / '.bashrc')!r}):\n"
+        "        try:\n            open(path, 'a').write('owned\\n')\n        except OSError:\n            pass\n"
+        f"    for path in (os.path.expanduser('~/owned.txt'), {str(home / 'owned.txt')!r}):\n"
+        "        try:\n            open(path, 'w').write('owned')\n        except OSError:\n            pass\n"
+        "    return None\n"
+    )
+
+    result = run_problem_set(with_hostile_middle(hostile))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert sorted(path.name for path in home.iterdir()) == [".bashrc"]
+    assert (home / ".bashrc").read_text() == "export PS1='$ '\n"
+    assert list((tmp_path / "harness-tmp").iterdir()) == []
+
+
+def test_environment_token_never_reaches_output(tmp_path, monkeypatch):
+    token = "hf_fake0123456789abcdef"
+    monkeypatch.setenv("HF_TOKEN", token)
+    hostile = (
+        "    import os\n"
+        "    for name, value in os.environ.items():\n"
+        "        if value.startswith('hf_') or 'TOKEN' in name:\n"
+        "            print(name, value)\n"
+        "            raise ValueError(value)\n"
+        "    return None\n"
+    )
+    details_path = tmp_path / "details.jsonl"
+
+    result = run_problem_set(with_hostile_middle(hostile), details_path=details_path)
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert token not in result.model_dump_json()
+    assert token not in details_path.read_text()
+
+
+@needs_root
+def test_socket_to_localhost_reaches_no_listener():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted = []
+    finished = threading.Event()
+
+    def accept_connections():
+        while not finished.is_set():
+            try:
+                accepted.append(listener.accept())
+            except (TimeoutError, OSError):
+                continue
+
+    thread = threading.Thread(target=accept_connections)
+    thread.start()
+    hostile = (
+        "    import socket\n"
+        f"    connection = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        "    connection.sendall(b'ping')\n"
+        "    return None\n"
+    )
+
+    result = run_problem_set(with_hostile_middle(hostile))
+    finished.set()
+    thread.join()
+    listener.close()
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert "Network is unreachable" in result.results[1].detail
+    assert accepted == []
+
+
+@needs_root
+def test_killing_parent_group_leaves_harness_running():
+    hostile = "    return None\nimport os\nos.kill(os.getppid(), 9)\nos.killpg(os.getpgid(os.getppid()), 9)\n"
+
+    result = run_problem_set(with_hostile_middle(hostile))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert result.value == pytest.approx(2 / 3)
+
+
+@needs_root
+@pytest.mark.parametrize("start", [
+    # A new session leaves the process group that the timeout kills.
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', MARKER], start_new_session=True)",
+    # A double fork reparents the grandchild to init.
+    "os.fork() == 0 and (os.setsid(), os.fork() == 0 and os.execv(sys.executable, "
+    "[sys.executable, '-c', 'import time; time.sleep(600)', MARKER]), os._exit(0))",
+])
+def test_detached_background_process_is_killed(start, outer_limits):
+    marker = f"detached-{uuid.uuid4().hex}"
+    hostile = f"    return None\nimport os, subprocess, sys\nMARKER = {marker!r}\n{start}\n"
+
+    result = run_problem_set(with_hostile_middle(hostile))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert processes_with_marker(marker) == []
+
+
+@needs_root
+def test_os_system_cannot_write_outside_scratch(tmp_path):
+    marker_path = tmp_path / "owned-by-shell"
+    hostile = f"    import os\n    os.system('touch {marker_path}')\n    return None\n"
+
+    result = run_problem_set(with_hostile_middle(hostile))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert not marker_path.exists()
+
+
+def test_patched_builtins_do_not_pass():
+    hostile = (
+        "    class Anything:\n"
+        "        def __eq__(self, other):\n            return True\n"
+        "        def __lt__(self, other):\n            return True\n"
+        "        def __bool__(self):\n            return True\n"
+        "    return Anything()\n"
+        "import builtins\n"
+        "for _name in ('abs', 'len', 'isinstance', 'round', 'sorted'):\n"
+        "    setattr(builtins, _name, lambda *args, **kwargs: 0)\n"
+    )
+    honest = run_problem_set(with_hostile_middle("    return None\n"))
+
+    result = run_problem_set(with_hostile_middle(hostile))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert result.value == honest.value
+
+
+@pytest.mark.parametrize("exit_call", ["exit(0)", "import os; os._exit(0)"])
+def test_exit_before_tests_fails(exit_call):
+    honest = run_problem_set(with_hostile_middle("    return None\n"))
+
+    result = run_problem_set(with_hostile_middle(f"    return None\n{exit_call}\n"))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert "exited" in result.results[1].detail
+    assert result.value == honest.value
+
+
+@pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "import os; os._exit(0)"])
+def test_exit_inside_tests_fails(exit_call):
+    result = run_problem_set(with_hostile_middle(f"    {exit_call}\n"))
+
+    assert _outcomes(result) == ["passed", "failed", "passed"]
+    assert result.value == pytest.approx(2 / 3)
+
+
+def test_program_exit_status_zero_is_not_pass():
+    limits = SandboxLimits()
+
+    finished = run_program("print('done')", limits=limits)
+    exited_early = run_program("import sys\nsys.exit(0)\nprint('never')", limits=limits)
+
+    assert finished.outcome == "passed"
+    assert finished.output == "done\n"
+    assert exited_early.outcome == "failed"
+
+
+def test_program_environment_has_no_secrets(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake0123456789abcdef")
+
+    result = run_program("import os\nprint(sorted(os.environ))", limits=SandboxLimits())
+
+    assert result.output.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
+    assert os.environ["HF_TOKEN"] not in result.output
