@@ -1,0 +1,89 @@
+"""The command line: plan printing, errors without tracebacks, status, and help that names units."""
+
+import json
+
+import pytest
+
+from autotrain_agent.cli import main
+
+
+def test_plan_only_json_is_machine_readable(tmp_path, capsys):
+    status = main(["improve code solving with SFT", "--plan-only", "--json", "--output-dir", str(tmp_path)])
+
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert document["experiment_id"] == "smollm2-135m-instruct-code-functions-sft"
+    assert document["plan"]["method"] == "sft"
+    assert document["plan"]["benchmarks"][0]["name"] == "humaneval"
+    assert not (tmp_path / "training_runs").exists()
+
+
+def test_plan_only_text_lists_choices_and_reasons(tmp_path, capsys):
+    main(["run", "improve code solving with SFT", "--plan-only", "--output-dir", str(tmp_path)])
+
+    text = capsys.readouterr().out
+    for label in ("model:", "dataset:", "method:", "hyperparameters:", "benchmark:", "backend:", "expected time:", "why:"):
+        assert label in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["make it better", "--plan-only"], "--dataset"),  # no known domain
+        (["improve code solving", "--method", "ppo", "--plan-only"], "Unknown method 'ppo'"),
+        (["improve code solving with DPO", "--plan-only"], "--method sft"),  # planned method, not built
+        (["improve code", "--benchmark", "mmlu", "--plan-only"], "Unknown benchmark 'mmlu'"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(argv, message, tmp_path, capsys):
+    status = main([*argv, "--output-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_model_is_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}) + "\n")
+
+    status = main(["improve code", "--model", "acme/no-such-model-7b", "--dataset", str(rows), "--output-dir", str(tmp_path), "--no-progress"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "acme/no-such-model-7b" in err
+    assert "Traceback" not in err
+
+
+def test_missing_dataset_file_is_clear_error(tmp_path, capsys):
+    status = main(["improve code", "--dataset", str(tmp_path / "nope.jsonl"), "--output-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "nope.jsonl" in err and "does not exist" in err
+
+
+def test_status_without_experiments(tmp_path, capsys):
+    status = main(["status", "--output-dir", str(tmp_path)])
+
+    assert status == 0
+    assert "No experiments" in capsys.readouterr().out
+
+
+def test_status_of_unknown_experiment_fails(tmp_path, capsys):
+    status = main(["status", "nope", "--output-dir", str(tmp_path)])
+
+    assert status == 1
+    assert "No experiment 'nope'" in capsys.readouterr().err
+
+
+def test_help_names_units(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert "optimizer steps" in text
+    assert "first N by task number" in text
+    assert "max length" not in text
