@@ -5,17 +5,18 @@ from __future__ import annotations
 from .recipes import parse_parameter_count
 from .state import Plan
 
-# Measured on a 2-core x86-64 CPU with torch 2.13 and OMP_NUM_THREADS=1: SmolLM2-135M with LoRA r=16 trained at
-# about 190 real tokens/s, and llama.cpp generated a HumanEval answer in about 2.4 s per problem. Both are taken to
-# scale inversely with the parameter count.
+# Measured on a 2-core x86-64 CPU with torch 2.13: SmolLM2-135M with LoRA r=16, two threads and length-grouped
+# batches trained at about 125 tokens/s (padding included), and llama.cpp answered a HumanEval problem in about
+# 2.8 s, sandboxed test included. Both are taken to scale inversely with the parameter count.
 REFERENCE_PARAMETERS = 135_000_000
-CPU_TRAIN_TOKENS_PER_S = 190.0
-CPU_LLAMA_CPP_S_PER_PROBLEM = 2.4
+CPU_TRAIN_TOKENS_PER_S = 125.0
+CPU_LLAMA_CPP_S_PER_PROBLEM = 2.8
 CPU_TRANSFORMERS_S_PER_PROBLEM = 40.0
 # NOTE: the mean sequence length is unknown until the dataset is validated; this guess fits the built-in
-# code dataset (median about 250 tokens).
-ASSUMED_TOKENS_PER_SEQUENCE = 250
-SETUP_MINUTES = 1.5
+# code dataset (median 356 tokens with SmolLM2's tokenizer).
+ASSUMED_TOKENS_PER_SEQUENCE = 370
+# Model conversion, dataset build and harness calibration on a first run, plus merging and GGUF conversion.
+SETUP_MINUTES = 2.0
 
 
 def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:

@@ -64,13 +64,13 @@ class LoraSettings(_Model):
 class Hyperparameters(_Model):
     """Training hyperparameters, named as in TRL's configs."""
 
-    max_steps: int | None = Field(60, gt=0)
+    max_steps: int | None = Field(30, gt=0)
     """Optimizer steps; `None` trains for `num_train_epochs` instead."""
     num_train_epochs: float = Field(1.0, gt=0)
     """Epochs over the dataset, used only when `max_steps` is `None`."""
     per_device_train_batch_size: int = Field(2, gt=0)
     """Sequences per forward pass on one device."""
-    gradient_accumulation_steps: int = Field(4, gt=0)
+    gradient_accumulation_steps: int = Field(2, gt=0)
     """Forward passes per optimizer step."""
     learning_rate: float = Field(2e-4, gt=0)
     """Peak learning rate."""
@@ -82,10 +82,12 @@ class Hyperparameters(_Model):
     """Tokens per sequence; longer sequences are truncated by TRL."""
     logging_steps: int = Field(1, gt=0)
     """Steps between metric logs."""
-    save_steps: int = Field(20, gt=0)
+    save_steps: int = Field(10, gt=0)
     """Steps between checkpoints."""
     seed: int = 0
     """Seed for data order and initialisation."""
+    group_by_length: bool = True
+    """Batch sequences of similar length together, so less compute goes to padding."""
 
     @property
     def effective_batch_size(self) -> int:
