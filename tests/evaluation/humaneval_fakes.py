@@ -1,6 +1,5 @@
 """Test doubles for the HumanEval harness: a canned generator, hostile problem sets and process scans."""
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -29,7 +29,7 @@ def test_prose_around_fence_keeps_only_code():
 
 
 def test_repeated_signature_keeps_prompt_imports():
-    answer = f"```python\ndef double_all(numbers: List[int]) -> List[int]:\n    return [n * 2 for n in numbers]\n```"
+    answer = "```python\ndef double_all(numbers: List[int]) -> List[int]:\n    return [n * 2 for n in numbers]\n```"
 
     program = extract_code(answer, entry_point="double_all", prompt=PROMPT, chat=True)
 
