@@ -22,7 +22,8 @@ learning_rate, lr_scheduler_type, warmup_ratio, max_length, lora ({r, alpha, dro
 full fine-tune), logging_steps, save_steps, save_total_limit, seed, trackio_project, trackio_run_name,
 assistant_only_loss, gradient_checkpointing, use_cpu (null picks the CPU when CUDA is missing),
 max_nonfinite_losses (stop after this many consecutive non-finite logged losses; default 3),
-train_sampling_strategy ("random", or "group_by_length" for less padding) and num_threads (torch CPU threads;
+completion_only_loss (learn only the last assistant turn of each `messages` row), train_sampling_strategy
+("random", or "group_by_length" for less padding) and num_threads (torch CPU threads;
 null uses OMP_NUM_THREADS, else one per two cores).
 
 Files written under output_dir:
@@ -72,6 +73,7 @@ DEFAULTS = {
     "trackio_project": "autotrain-agent",
     "trackio_run_name": None,
     "assistant_only_loss": False,
+    "completion_only_loss": False,
     "gradient_checkpointing": False,
     "use_cpu": None,
     "max_nonfinite_losses": 3,
@@ -183,6 +185,8 @@ def train(config: dict) -> dict:
         config["model_path"], dtype=torch.float32 if use_cpu else torch.bfloat16
     )
     dataset = load_dataset("json", data_files=str(config["dataset_path"]), split="train")
+    if config["completion_only_loss"]:
+        dataset = _split_last_assistant_turn(dataset)
 
     sft_config = SFTConfig(
         output_dir=str(output_dir),
@@ -203,6 +207,7 @@ def train(config: dict) -> dict:
         project=config["trackio_project"],
         run_name=config["trackio_run_name"] or config["run_id"],
         assistant_only_loss=config["assistant_only_loss"],
+        completion_only_loss=bool(config["completion_only_loss"]),
         # transformers 5.25 renamed `gradient_checkpointing` to `activation_checkpointing` and warns on the old name.
         activation_checkpointing=config["gradient_checkpointing"],
         use_cpu=use_cpu,
@@ -250,6 +255,26 @@ def _build_peft_config(lora: dict | None):
         target_modules=lora.get("target_modules") or "all-linear",
         task_type="CAUSAL_LM",
     )
+
+
+def _split_last_assistant_turn(dataset):
+    """Turn `messages` rows into conversational prompt-completion rows, so only the final reply is learned.
+
+    Unlike `assistant_only_loss`, this needs no `{% generation %}` markers in the chat template.
+    """
+    if "messages" not in dataset.column_names:
+        raise RunConfigError(
+            f"`completion_only_loss` needs a `messages` column, got columns {dataset.column_names}; "
+            f"set it to false for prompt-completion data"
+        )
+
+    def split(row):
+        messages = row["messages"]
+        if not messages or messages[-1]["role"] != "assistant":
+            raise RunConfigError("`completion_only_loss` needs every conversation to end with an assistant turn")
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+    return dataset.map(split, remove_columns=dataset.column_names)
 
 
 def _set_torch_threads(torch, configured: int | None) -> None:

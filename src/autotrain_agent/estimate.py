@@ -19,17 +19,25 @@ ASSUMED_TOKENS_PER_SEQUENCE = 370
 SETUP_MINUTES = 2.0
 
 
-def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:
-    """Return the estimated wall time of the whole experiment in minutes, or `None` for an unknown model size."""
+def estimate_training_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:
+    """Return the estimated wall time of one training run in minutes, or `None` for an unknown model size."""
     params = num_parameters or parse_parameter_count(plan.base_model)
     if params is None:
         return None
-    scale = params / REFERENCE_PARAMETERS
     hp = plan.hyperparameters
+    # NOTE: an epoch-based plan has no step count before the dataset is validated; 100 steps is a placeholder.
     steps = hp.max_steps or 100
     tokens = steps * hp.effective_batch_size * min(hp.max_length, ASSUMED_TOKENS_PER_SEQUENCE)
-    train_s = tokens / CPU_TRAIN_TOKENS_PER_S * scale
+    return round(tokens / CPU_TRAIN_TOKENS_PER_S * params / REFERENCE_PARAMETERS / 60, 1)
+
+
+def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:
+    """Return the estimated wall time of the whole experiment in minutes, or `None` for an unknown model size."""
+    params = num_parameters or parse_parameter_count(plan.base_model)
+    train_minutes = estimate_training_minutes(plan, num_parameters=params)
+    if params is None or train_minutes is None:
+        return None
     per_problem_s = CPU_LLAMA_CPP_S_PER_PROBLEM if plan.eval_engine == "llama.cpp" else CPU_TRANSFORMERS_S_PER_PROBLEM
     problems = sum(b.limit or 164 for b in plan.benchmarks)
-    eval_s = 2 * problems * per_problem_s * scale
-    return round(SETUP_MINUTES + (train_s + eval_s) / 60, 1)
+    eval_minutes = 2 * problems * per_problem_s * params / REFERENCE_PARAMETERS / 60
+    return round(SETUP_MINUTES + train_minutes + eval_minutes, 1)

@@ -70,14 +70,23 @@ def _hub_link(reference: str, *, kind: str) -> str:
 
 
 def _provenance_items(provenance: dict[str, Any]) -> list[tuple[str, str]]:
+    """Flatten provenance for the report; long lists and nested tables are shown as counts."""
     items = []
     for key, value in provenance.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = f"{len(value)} entries" if len(value) > 8 else ", ".join(map(str, value))
+            value = ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
+        else:
+            value = _short(value)
         items.append((key, str(value)))
     return items
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{len(value)} entries" if value else "none"
+    if isinstance(value, list):
+        return f"{len(value)} entries" if len(value) > 8 else ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def _format_lengths(lengths: dict[str, Any]) -> str:
@@ -108,11 +117,13 @@ def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:
     if run.job_id:
         status_lines.append(f"- Job: `{run.job_id}` on `{run.backend}`")
     if run.actual_minutes is not None:
-        status_lines.append(f"- Wall time: {run.actual_minutes} min (estimate {run.estimated_minutes or 'n/a'} min)")
+        estimate = f"{run.estimated_minutes} min" if run.estimated_minutes is not None else "none"
+        status_lines.append(f"- Wall time: {run.actual_minutes} min (estimate {estimate})")
     if run.failure:
         status_lines.append(f"- Failure: {run.failure.kind}: {run.failure.message}")
     if run.checkpoints:
-        status_lines.append(f"- Checkpoints: {', '.join(f'step {c.step}' for c in run.checkpoints)}; last at `{run.checkpoints[-1].path}`")
+        steps = [f"step {c.step}" for c in run.checkpoints[:-1]] + [f"final (step {run.checkpoints[-1].step})"]
+        status_lines.append(f"- Checkpoints: {', '.join(steps)}; final at `{run.checkpoints[-1].path}`")
     scores: list[Score] = run.checkpoints[-1].scores if run.checkpoints else []
     return {
         "title": run.title,

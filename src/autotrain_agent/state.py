@@ -86,6 +86,8 @@ class Hyperparameters(_Model):
     """Steps between checkpoints."""
     seed: int = 0
     """Seed for data order and initialisation."""
+    completion_only_loss: bool = True
+    """Compute the loss on the final assistant reply only, not on the prompt."""
     group_by_length: bool = True
     """Batch sequences of similar length together, so less compute goes to padding."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from .._resources import resource_dir
 from ..context import ExperimentContext
 from ..errors import StateError
+from ..estimate import estimate_training_minutes
 from ..state import Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         "trackio_project": experiment.id,
         "trackio_run_name": run_id,
         "assistant_only_loss": False,
+        "completion_only_loss": hp.completion_only_loss,
         "gradient_checkpointing": False,
         "train_sampling_strategy": "group_by_length" if hp.group_by_length else "random",
         "num_threads": _training_threads(),
@@ -112,7 +114,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         output_dir=str(output_dir),
         trackio_project=experiment.id,
         trackio_run=run_id,
-        estimated_minutes=plan.estimated_minutes,
+        estimated_minutes=estimate_training_minutes(plan),
     )
     experiment.runs.append(run)
     ctx.record("run_created", run_id=run_id)
