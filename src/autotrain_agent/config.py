@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 def default_cache_dir() -> Path:
     """Return `$AUTOTRAIN_AGENT_CACHE`, or `~/.cache/autotrain-agent` when it is unset or empty.
 
-    The cache holds what experiments share: converted models, built datasets and llama.cpp's converter.
+    The cache contains what experiments share: converted models, built datasets and llama.cpp's converter.
     """
     configured = os.environ.get("AUTOTRAIN_AGENT_CACHE")
     if configured:
@@ -20,12 +20,12 @@ def default_cache_dir() -> Path:
 
 
 class Settings(BaseModel):
-    """Where files go and how the agent talks to the user."""
+    """File locations and user-facing behaviour of the agent."""
 
     model_config = ConfigDict(extra="forbid")
 
     output_dir: Path = Field(default_factory=Path.cwd)
-    """Working folder; holds `training_runs/` (state, checkpoints, logs) and `training_reports/`."""
+    """Working folder that contains `training_runs/` (state, checkpoints, logs) and `training_reports/`."""
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Reusable artifacts shared by experiments: converted models, built datasets, llama.cpp's converter."""
     progress: bool = True

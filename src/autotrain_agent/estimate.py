@@ -6,8 +6,8 @@ from .recipes import parse_parameter_count
 from .state import Plan
 
 # Measured on a 2-core x86-64 CPU with torch 2.13: SmolLM2-135M with LoRA r=16, two threads and length-grouped
-# batches trained at about 125 tokens/s (padding included), and llama.cpp answered a HumanEval problem in about
-# 2.8 s, sandboxed test included. Both are taken to scale inversely with the parameter count.
+# batches trained at about 125 tokens/s (padding included), and llama.cpp solved and tested a HumanEval problem in
+# about 2.8 s, sandboxed test included. Both are taken to scale inversely with the parameter count.
 REFERENCE_PARAMETERS = 135_000_000
 CPU_TRAIN_TOKENS_PER_S = 125.0
 CPU_LLAMA_CPP_S_PER_PROBLEM = 2.8

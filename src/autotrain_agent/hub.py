@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 def is_hub_reachable(*, timeout_s: float = 3.0) -> bool:
-    """Return whether the Hub answers an anonymous API request within `timeout_s` seconds.
+    """Return whether the Hub responds to an anonymous API request within `timeout_s` seconds.
 
     `HF_HUB_OFFLINE=1` makes it `False` without any request.
     """

@@ -27,7 +27,7 @@ TerminalState = Literal["succeeded", "failed", "stopped", "incomplete"]
 
 
 class ExperimentResult(BaseModel):
-    """What a finished (or interrupted) experiment produced."""
+    """Outcome of a finished or interrupted experiment."""
 
     experiment_id: str
     """The experiment's id."""
@@ -40,7 +40,7 @@ class ExperimentResult(BaseModel):
     run_scores: dict[str, list[Score]]
     """Scores of each run's final checkpoint, by run id."""
     failure: str | None = None
-    """Why the experiment failed, if it did."""
+    """Reason the experiment failed, if it did."""
 
 
 def slugify(text: str) -> str:

@@ -1,6 +1,6 @@
 """The experiment as data: plan, runs, checkpoints, scores and decisions.
 
-Everything the agent knows lives in these models and is persisted by `ExperimentStore`; the report and the
+Everything the agent records lives in these models and is persisted by `ExperimentStore`; the report and the
 planner read this state, never log text.
 """
 
@@ -33,7 +33,7 @@ class Stage(str, Enum):
 
 
 class ExperimentStatus(str, Enum):
-    """Where the experiment as a whole stands."""
+    """Overall status of an experiment."""
 
     ACTIVE = "active"
     SUCCEEDED = "succeeded"
@@ -98,7 +98,7 @@ class Hyperparameters(_Model):
 
 
 class DatasetSpec(_Model):
-    """Where the training data comes from and how its columns map to the method's."""
+    """Source of the training data and the mapping of its columns onto the method's."""
 
     reference: str
     """A Hub id, a local file or folder, or `builtin:code-functions` for the offline code dataset."""
@@ -124,7 +124,7 @@ class BenchmarkSpec(_Model):
 
 
 class Plan(_Model):
-    """What the experiment will do, chosen before anything runs."""
+    """Choices of an experiment, made before anything runs."""
 
     goal: str
     """The goal as the user wrote it."""
@@ -143,13 +143,13 @@ class Plan(_Model):
     eval_engine: EvalEngine = "llama.cpp"
     """Generation engine for evaluation; base and fine-tuned models always use the same one."""
     backend: Literal["local"] = "local"
-    """Where training jobs run."""
+    """Backend that runs training jobs."""
     hardware: str = "cpu"
     """Hardware flavor of the backend."""
     stages: list[Stage] = Field(default_factory=lambda: list(Stage))
     """Stages in the order they run."""
     reasons: list[str] = Field(default_factory=list)
-    """Why each choice was made, for the user and the report."""
+    """Reason for each choice, for the user and the report."""
     estimated_minutes: float | None = None
     """Estimated wall time of the whole experiment."""
 
@@ -195,7 +195,7 @@ FailureKind = Literal["oom", "nan", "timeout", "crash", "killed", "cancelled"]
 
 
 class Failure(_Model):
-    """Why a run failed."""
+    """Cause of a failed run."""
 
     kind: FailureKind
     """Failure class, used by policy rules."""
@@ -227,7 +227,7 @@ class Run(_Model):
     log_path: str | None = None
     """The job's log file."""
     trackio_project: str
-    """Trackio project that holds the run's metrics."""
+    """Trackio project that contains the run's metrics."""
     trackio_run: str
     """Trackio run name."""
     submitted_at: dt.datetime | None = None
@@ -256,7 +256,7 @@ class Decision(_Model):
     by: Literal["planner", "policy", "human", "system"]
     """Who decided."""
     action: str
-    """What was decided, e.g. `call validate_dataset`."""
+    """Action decided, e.g. `call validate_dataset()`."""
     reason: str
     """Why, in one sentence."""
     evidence: dict[str, Any] = Field(default_factory=dict)
@@ -281,13 +281,13 @@ class Experiment(_Model):
     completed_stages: list[Stage] = Field(default_factory=list)
     """Stages finished so far; a resumed experiment skips them."""
     model_notes: list[str] = Field(default_factory=list)
-    """Where the base model came from."""
+    """Provenance of the base model."""
     model_path: str | None = None
     """Local Hugging Face folder of the base model, once resolved."""
     dataset_path: str | None = None
     """Local prepared training file, once validated."""
     dataset_provenance: dict[str, Any] = Field(default_factory=dict)
-    """How the training data was built or loaded."""
+    """Provenance of the training data: how it was built or loaded."""
     validation: dict[str, Any] | None = None
     """The dataset validation result."""
     baseline_scores: list[Score] = Field(default_factory=list)
@@ -299,7 +299,7 @@ class Experiment(_Model):
     warnings: list[str] = Field(default_factory=list)
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
-    """Why the experiment failed, when it did."""
+    """Reason the experiment failed, if it did."""
 
     def run(self, run_id: str) -> Run:
         """Return the run with id `run_id`.
