@@ -10,6 +10,7 @@ from pathlib import Path
 from .._resources import resource_dir
 from ..context import ExperimentContext
 from ..errors import StateError
+from ..gate import approve_submission
 from ..state import Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,12 @@ def submit_run(ctx: ExperimentContext) -> str:
 
     A run that is already submitted or running is never submitted again: its id is returned instead. A run that
     was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
-    run id, and re-attached if the backend has it.
+    run id, and re-attached if the backend has it. Every new submission to a paid backend (and to the local one
+    when the experiment requires approval) first passes the approval gate, whoever calls this function.
 
     Raises:
         StateError: If the dataset has not been validated yet.
+        ApprovalRejectedError: If the gate did not approve; nothing was submitted.
     """
     experiment = ctx.experiment
     if Stage.VALIDATE not in experiment.completed_stages or not experiment.dataset_path:
@@ -42,6 +45,7 @@ def submit_run(ctx: ExperimentContext) -> str:
         ctx.record("run_reattached", run_id=run.run_id, job_id=run.job_id)
         return f"Re-attached run {run.run_id} to its job {run.job_id}."
 
+    approve_submission(ctx, run)
     config_path = Path(run.output_dir) / "run_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(run.config, indent=2), encoding="utf-8")
@@ -52,12 +56,14 @@ def submit_run(ctx: ExperimentContext) -> str:
         workdir=Path(run.output_dir),
     )
     run.job_id = job_id
+    run.job_url = getattr(ctx.backend, "job_url", lambda _job_id: None)(job_id)
     run.status = "submitted"
     run.submitted_at = utc_now()
     run.log_path = str(Path(run.output_dir) / "train.log")
     logger.info("%s: submitted run %s as %s job %s", experiment.id, run.run_id, ctx.backend.name, job_id)
     ctx.record("run_submitted", run_id=run.run_id, job_id=job_id, backend=ctx.backend.name)
-    message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; logs in {run.log_path}."
+    where = f"job page {run.job_url}" if run.job_url else f"logs in {run.log_path}"
+    message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; {where}."
     ctx.echo(message)
     ctx.echo(f"Trackio dashboard: trackio show --project {run.trackio_project}")
     return message
@@ -80,6 +86,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
     config = {
         "run_id": run_id,
         "model_path": experiment.model_path,
+        "base_model": plan.base_model,
         "dataset_path": experiment.dataset_path,
         "output_dir": str(output_dir),
         "method": plan.method,
@@ -102,6 +109,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         "gradient_checkpointing": False,
         "train_sampling_strategy": "group_by_length" if hp.group_by_length else "random",
         "num_threads": _training_threads(),
+        "hub_repo": plan.hub_repo,
     }
     run = Run(
         run_id=run_id,
