@@ -72,7 +72,9 @@ class ApprovalRequest(BaseModel):
 
     def describe(self) -> str:
         """Return the request as lines for a person."""
-        params = f"{self.num_parameters / 1e9:.2f}B parameters" if self.num_parameters else "size unknown"
+        from .model_size import format_parameter_count
+
+        params = f"{format_parameter_count(self.num_parameters)} parameters" if self.num_parameters else "size unknown"
         rows = f"{self.num_rows} rows" if self.num_rows is not None else "rows unknown"
         budget = "no budget set" if self.budget_usd is None else f"${self.budget_left_usd:.2f} of ${self.budget_usd:.2f}"
         return "\n".join(

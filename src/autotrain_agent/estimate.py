@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 from .errors import ConfigError, HardwareError
-from .hardware import Flavor
+from .hardware import Flavor, MemoryEstimate, PriceTable
 from .recipes import parse_parameter_count
 from .state import Plan
 
@@ -124,3 +126,44 @@ def estimate_job(plan: Plan, flavor: Flavor, *, num_parameters: int, num_rows: i
         cost_usd=round(minutes / 60 * flavor.usd_per_hour, 2),
         timeout=format_timeout(minutes * 60 * TIMEOUT_MARGIN),
     )
+
+
+def choose_job_hardware(
+    plan: Plan, *, cache_dir: Path, params_override: str | None = None, api: Any | None = None, refresh_prices: bool = False
+) -> tuple[Flavor, MemoryEstimate, PriceTable]:
+    """Size the plan for Hugging Face Jobs: resolve the model size and choose the cheapest flavor that fits.
+
+    Sets `plan.num_parameters`, `plan.parameter_source` and `plan.hardware` (unless a flavor was already chosen),
+    and appends the reasons. `api` (an `HfApi`) is used for Hub metadata and fresh prices when given.
+
+    Raises:
+        ConfigError: If the model size is unknown (pass `--params`).
+        HardwareError: If no flavor fits, or the chosen flavor is unknown.
+    """
+    from .hardware import choose_flavor, estimate_memory_gb, load_price_table
+    from .model_size import format_parameter_count, resolve_parameter_count
+
+    plan.num_parameters, plan.parameter_source = resolve_parameter_count(plan.base_model, params_override=params_override, api=api)
+    plan.reasons.append(f"{format_parameter_count(plan.num_parameters)} parameters, from the {plan.parameter_source}")
+    table = load_price_table(cache_dir=cache_dir, api=api, refresh=refresh_prices)
+    hp = plan.hyperparameters
+    sizing = dict(method=plan.method, use_lora=plan.lora is not None, max_length=hp.max_length, per_device_batch_size=hp.per_device_train_batch_size)
+    if plan.hardware == "cpu":
+        flavor, memory, reason = choose_flavor(table, plan.num_parameters, **sizing)
+        plan.hardware = flavor.name
+        plan.reasons.append(reason)
+    else:
+        flavor = table.flavor(plan.hardware)
+        memory = estimate_memory_gb(plan.num_parameters, gpu_count=flavor.gpu_count, **sizing)
+    return flavor, memory, table
+
+
+def plan_job(plan: Plan, *, num_rows: int, cache_dir: Path, params_override: str | None = None, api: Any | None = None, refresh_prices: bool = False):
+    """Choose the hardware as `choose_job_hardware` does, then estimate the job on it.
+
+    Returns:
+        The job estimate, the memory estimate and the price table.
+    """
+    flavor, memory, table = choose_job_hardware(plan, cache_dir=cache_dir, params_override=params_override, api=api, refresh_prices=refresh_prices)
+    estimate = estimate_job(plan, flavor, num_parameters=plan.num_parameters, num_rows=num_rows)
+    return estimate, memory, table

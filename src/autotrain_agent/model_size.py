@@ -56,7 +56,7 @@ def resolve_parameter_count(
             return count, "Hub safetensors metadata"
     count = parse_parameter_count(reference)
     if count:
-        logger.warning("Parameter count of %s read from its name (%s); pass `--params` if the name misleads.", reference, _format_count(count))
+        logger.warning("Parameter count of %s read from its name (%s); pass `--params` if the name misleads.", reference, format_parameter_count(count))
         return count, "model name"
     raise ConfigError(
         f"Cannot tell how many parameters {reference!r} has: no weights or metadata found and no size in its name. "
@@ -85,5 +85,6 @@ def _count_hub_parameters(api: Any, reference: str) -> int | None:
     return getattr(safetensors, "total", None) or None
 
 
-def _format_count(count: int) -> str:
-    return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
+def format_parameter_count(count: int) -> str:
+    """Return a parameter count as `7B`, `0.6B` or `135M`."""
+    return f"{count / 1e9:.3g}B" if count >= 1e8 else f"{count / 1e6:.3g}M"
