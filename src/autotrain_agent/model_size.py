@@ -87,4 +87,4 @@ def _count_hub_parameters(api: Any, reference: str) -> int | None:
 
 def format_parameter_count(count: int) -> str:
     """Return a parameter count as `7B`, `0.6B` or `135M`."""
-    return f"{count / 1e9:.3g}B" if count >= 1e8 else f"{count / 1e6:.3g}M"
+    return f"{count / 1e9:.3g}B" if count >= 5e8 else f"{count / 1e6:.3g}M"
