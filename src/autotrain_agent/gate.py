@@ -53,7 +53,7 @@ def approve_submission(ctx: ExperimentContext, run: Run) -> None:
             raise ApprovalRejectedError(f"Submission of run {run.run_id} was not approved: {answer.reason}. Nothing was submitted.")
         run.estimated_cost_usd = request.estimated_cost_usd
         run.hardware = request.flavor
-        run.config.update(flavor=request.flavor, timeout=request.timeout, hub_repo=request.hub_repo)
+        run.config.update(flavor=request.flavor, timeout=request.timeout, hub_repo=request.hub_repo, usd_per_hour=request.usd_per_hour)
         return
     _record(ctx, request, ApprovalAnswer(action="reject", reason="too many edit rounds"), approver="system")
     raise ApprovalRejectedError(f"Submission of run {run.run_id} was edited {MAX_EDIT_ROUNDS} times without an approval; nothing was submitted.")
