@@ -197,3 +197,28 @@ def test_retry_is_logged_without_token(jobs_backend, jobs_server, job_files, cap
 
     assert any("Retrying" in record.getMessage() for record in caplog.records)
     assert FAKE_TOKEN not in caplog.text
+
+
+def test_submitted_script_pushes_checkpoints(jobs_backend, jobs_server, tmp_path):
+    import base64
+    import importlib.util
+
+    from autotrain_agent._resources import resource_dir
+
+    script = resource_dir("tools") / "train.py"
+    config = tmp_path / "run_config.json"
+    config.write_text(json.dumps({"run_id": "run-1", "model_path": "m", "dataset_path": "d.jsonl", "flavor": "l4x1", "timeout": "15m", "hub_repo": "me/out"}))
+    job_id = jobs_backend.submit_job(run_id="run-1", script=script, config_path=config, workdir=tmp_path)
+    environment = jobs_server.jobs[job_id].spec["environment"]
+    shipped = tmp_path / "shipped_train.py"
+    shipped.write_bytes(base64.b64decode(environment[SCRIPT_ENV]))
+    spec = importlib.util.spec_from_file_location("shipped_train", shipped)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    arguments = module.hub_push_arguments(json.loads(environment[CONFIG_ENV])["hub_repo"])
+
+    assert arguments["push_to_hub"] is True
+    assert arguments["hub_model_id"] == "me/out"
+    assert arguments["hub_strategy"] == "every_save"  # each checkpoint leaves the job's disk as it is saved
+    assert "**hub_push_arguments(config[\"hub_repo\"])" in shipped.read_text()
