@@ -1,10 +1,10 @@
-"""The approval gate in `submit_run`: no paid job is submitted without an approval, whoever submits it."""
+"""The approval gate in `submit_run`: no caller gets a paid job submitted without an approval."""
 
 import json
 
 import pytest
 
-from autotrain_agent.approval import ApprovalAnswer, BudgetApprover, CallbackApprover
+from autotrain_agent.approval import ApprovalDecision, BudgetApprover, CallbackApprover
 from autotrain_agent.backends.local import LocalBackend
 from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
@@ -193,7 +193,7 @@ def test_edit_reestimates_then_approves(tmp_path):
     def edit_then_approve(request):
         seen.append((request.flavor, request.usd_per_hour))
         if len(seen) == 1:
-            return ApprovalAnswer(action="edit", reason="cheaper GPU", edits={"flavor": "l4x1"})
+            return ApprovalDecision(action="edit", reason="cheaper GPU", edits={"flavor": "l4x1"})
         return True
 
     ctx = make_ctx(tmp_path, approver=CallbackApprover(edit_then_approve))

@@ -1,4 +1,4 @@
-"""The approval gate's parts: what an approver is shown, what it answers, and the built-in approvers.
+"""The approval gate's parts: the request an approver sees, its decision, and the built-in approvers.
 
 Every approver fails closed: no answer, no terminal, end of input, a timeout, an exception or an answer that is
 not understood are all rejections with the reason stated. The gate itself lives in `tools/submit.py`, so every
@@ -27,7 +27,7 @@ class ApprovalRequest(BaseModel):
     experiment_id: str
     """The experiment."""
     run_id: str
-    """The run that asks to be submitted."""
+    """The run waiting for submission."""
     backend: str
     """Backend name, e.g. `hf-jobs`."""
     model: str
@@ -93,8 +93,8 @@ class ApprovalRequest(BaseModel):
         )
 
 
-class ApprovalAnswer(BaseModel):
-    """An approver's answer: approve, reject, or edit the plan and ask again."""
+class ApprovalDecision(BaseModel):
+    """An approver's decision: approve, reject, or edit the plan and ask again."""
 
     action: Literal["approve", "reject", "edit"]
     """What to do with the request."""
@@ -111,7 +111,7 @@ class Approver(Protocol):
     name: str
     """Recorded with every answer, e.g. `console` or `budget`."""
 
-    def review(self, request: ApprovalRequest) -> ApprovalAnswer:
+    def review(self, request: ApprovalRequest) -> ApprovalDecision:
         """Answer `request`. Implementations must not raise for a missing answer; they reject instead."""
         ...
 
@@ -137,36 +137,36 @@ class ConsoleApprover:
         self._write = write
         self._is_interactive = is_interactive or (lambda: sys.stdin is not None and sys.stdin.isatty())
 
-    def review(self, request: ApprovalRequest) -> ApprovalAnswer:
+    def review(self, request: ApprovalRequest) -> ApprovalDecision:
         """Show the request and read one answer; `e` reads `field=value` edits on the next line."""
         self._write(request.describe())
         if not self._is_interactive():
-            return ApprovalAnswer(action="reject", reason="no terminal to ask on; pass --approve-under or run interactively")
+            return ApprovalDecision(action="reject", reason="no terminal to ask on; pass --approve-under or run interactively")
         self._write("Submit? [y] yes, [e] edit flavor, output repo or a hyperparameter, anything else: no")
         answer = self._read_line(self.timeout_s)
         if answer is None:
-            return ApprovalAnswer(action="reject", reason=f"no answer within {self.timeout_s:g} s or end of input")
+            return ApprovalDecision(action="reject", reason=f"no answer within {self.timeout_s:g} s or end of input")
         answer = answer.strip().lower()
         if answer in ("y", "yes"):
-            return ApprovalAnswer(action="approve", reason="approved on the console")
+            return ApprovalDecision(action="approve", reason="approved on the console")
         if answer in ("e", "edit"):
             return self._read_edits()
-        return ApprovalAnswer(action="reject", reason=f"rejected on the console (answer {answer[:20]!r})")
+        return ApprovalDecision(action="reject", reason=f"rejected on the console (answer {answer[:20]!r})")
 
-    def _read_edits(self) -> ApprovalAnswer:
+    def _read_edits(self) -> ApprovalDecision:
         self._write(f"Enter changes as field=value separated by spaces; fields: {', '.join(EDITABLE_FIELDS)}")
         line = self._read_line(self.timeout_s)
         if line is None:
-            return ApprovalAnswer(action="reject", reason="no edits entered before the timeout or end of input")
+            return ApprovalDecision(action="reject", reason="no edits entered before the timeout or end of input")
         edits = {}
         for item in line.split():
             field, _, value = item.partition("=")
             if field not in EDITABLE_FIELDS or not value:
-                return ApprovalAnswer(action="reject", reason=f"cannot edit {item!r}; editable fields: {', '.join(EDITABLE_FIELDS)}")
+                return ApprovalDecision(action="reject", reason=f"cannot edit {item!r}; editable fields: {', '.join(EDITABLE_FIELDS)}")
             edits[field] = value
         if not edits:
-            return ApprovalAnswer(action="reject", reason="the edit answer changed nothing")
-        return ApprovalAnswer(action="edit", reason="edited on the console", edits=edits)
+            return ApprovalDecision(action="reject", reason="the edit answer changed nothing")
+        return ApprovalDecision(action="edit", reason="edited on the console", edits=edits)
 
 
 def _read_stdin_line(timeout_s: float) -> str | None:
@@ -186,44 +186,44 @@ class BudgetApprover:
     def __init__(self, approve_under_usd: float):
         self.approve_under_usd = approve_under_usd
 
-    def review(self, request: ApprovalRequest) -> ApprovalAnswer:
+    def review(self, request: ApprovalRequest) -> ApprovalDecision:
         """Approve when the estimate is under the threshold and inside the budget left, else reject."""
         cost = request.estimated_cost_usd
         if cost > self.approve_under_usd:
-            return ApprovalAnswer(action="reject", reason=f"estimated ${cost:.2f} is over --approve-under ${self.approve_under_usd:.2f}")
+            return ApprovalDecision(action="reject", reason=f"estimated ${cost:.2f} is over --approve-under ${self.approve_under_usd:.2f}")
         left = request.budget_left_usd
         if left is not None and cost > left:
-            return ApprovalAnswer(action="reject", reason=f"estimated ${cost:.2f} is over the ${left:.2f} budget left")
-        return ApprovalAnswer(action="approve", reason=f"estimated ${cost:.2f} is under --approve-under ${self.approve_under_usd:.2f}")
+            return ApprovalDecision(action="reject", reason=f"estimated ${cost:.2f} is over the ${left:.2f} budget left")
+        return ApprovalDecision(action="approve", reason=f"estimated ${cost:.2f} is under --approve-under ${self.approve_under_usd:.2f}")
 
 
 class CallbackApprover:
     """Delegates to a function, for programs that embed autotrain-agent.
 
-    The callback returns an `ApprovalAnswer` or a bool. An exception or any other return value is a rejection.
+    The callback returns an `ApprovalDecision` or a bool. An exception or any other return value is a rejection.
     """
 
     name = "callback"
 
-    def __init__(self, callback: Callable[[ApprovalRequest], ApprovalAnswer | bool]):
+    def __init__(self, callback: Callable[[ApprovalRequest], ApprovalDecision | bool]):
         self.callback = callback
 
-    def review(self, request: ApprovalRequest) -> ApprovalAnswer:
+    def review(self, request: ApprovalRequest) -> ApprovalDecision:
         """Call the callback and turn its result into an answer, rejecting on anything unexpected."""
         try:
             result = self.callback(request)
         except Exception as err:  # noqa: BLE001 - the gate fails closed whatever the callback raises
-            return ApprovalAnswer(action="reject", reason=f"the approval callback raised {type(err).__name__}")
-        if isinstance(result, ApprovalAnswer):
+            return ApprovalDecision(action="reject", reason=f"the approval callback raised {type(err).__name__}")
+        if isinstance(result, ApprovalDecision):
             return result
         if result is True:
-            return ApprovalAnswer(action="approve", reason="approved by the callback")
-        return ApprovalAnswer(action="reject", reason=f"the approval callback returned {result!r}")
+            return ApprovalDecision(action="approve", reason="approved by the callback")
+        return ApprovalDecision(action="reject", reason=f"the approval callback returned {result!r}")
 
 
 __all__ = [
     "EDITABLE_FIELDS",
-    "ApprovalAnswer",
+    "ApprovalDecision",
     "ApprovalRequest",
     "Approver",
     "BudgetApprover",

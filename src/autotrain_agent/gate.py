@@ -1,6 +1,6 @@
 """The approval gate that `submit_run` passes before every submission: estimate, check the budget, ask, record.
 
-Paid backends always pass it; the free local backend passes it only when the experiment asks for approval. The
+Paid backends always pass it; the free local backend passes it only when the experiment requires approval. The
 gate fails closed: without an approver, over the budget, or with any answer but an approval, nothing is submitted.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .approval import ApprovalAnswer, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 from .context import ExperimentContext
 from .errors import ApprovalRejectedError, ConfigError
 from .estimate import estimate_job
@@ -55,28 +55,28 @@ def approve_submission(ctx: ExperimentContext, run: Run) -> None:
         run.hardware = request.flavor
         run.config.update(flavor=request.flavor, timeout=request.timeout, hub_repo=request.hub_repo, usd_per_hour=request.usd_per_hour)
         return
-    _record(ctx, request, ApprovalAnswer(action="reject", reason="too many edit rounds"), approver="system")
+    _record(ctx, request, ApprovalDecision(action="reject", reason="too many edit rounds"), approver="system")
     raise ApprovalRejectedError(f"Submission of run {run.run_id} was edited {MAX_EDIT_ROUNDS} times without an approval; nothing was submitted.")
 
 
-def _review(ctx: ExperimentContext, request: ApprovalRequest) -> tuple[ApprovalAnswer, str]:
+def _review(ctx: ExperimentContext, request: ApprovalRequest) -> tuple[ApprovalDecision, str]:
     """Return the answer and who gave it: the budget check, the missing approver, or the approver itself."""
     left = request.budget_left_usd
     if left is not None and request.estimated_cost_usd > left:
         reason = f"estimated ${request.estimated_cost_usd:.2f} is over the ${left:.2f} budget left (spent plus committed counted)"
-        return ApprovalAnswer(action="reject", reason=reason), "budget"
+        return ApprovalDecision(action="reject", reason=reason), "budget"
     if ctx.approver is None:
-        return ApprovalAnswer(action="reject", reason="no approver is configured; pass --approve-under or run on a terminal"), "none"
+        return ApprovalDecision(action="reject", reason="no approver is configured; pass --approve-under or run on a terminal"), "none"
     try:
         answer = ctx.approver.review(request)
     except Exception as err:  # noqa: BLE001 - the gate fails closed whatever an approver raises
-        answer = ApprovalAnswer(action="reject", reason=f"the approver raised {type(err).__name__}")
-    if not isinstance(answer, ApprovalAnswer):
-        answer = ApprovalAnswer(action="reject", reason=f"the approver returned {type(answer).__name__}, not an answer")
+        answer = ApprovalDecision(action="reject", reason=f"the approver raised {type(err).__name__}")
+    if not isinstance(answer, ApprovalDecision):
+        answer = ApprovalDecision(action="reject", reason=f"the approver returned {type(answer).__name__}, not an answer")
     return answer, ctx.approver.name
 
 
-def _record(ctx: ExperimentContext, request: ApprovalRequest, answer: ApprovalAnswer, *, approver: str) -> None:
+def _record(ctx: ExperimentContext, request: ApprovalRequest, answer: ApprovalDecision, *, approver: str) -> None:
     approved = answer.action == "approve"
     ctx.experiment.approvals.append(
         ApprovalRecord(
@@ -126,7 +126,7 @@ def build_request(ctx: ExperimentContext, run: Run) -> ApprovalRequest:
         plan.num_parameters, plan.parameter_source = resolve_parameter_count(plan.base_model)
     table = load_price_table(cache_dir=ctx.settings.cache_dir)
     hp = plan.hyperparameters
-    # "cpu" is the plan's default, meaning nobody chose a flavor yet; any other name must exist.
+    # "cpu" is the plan's default and means no flavor was chosen yet. Any other name must be a known flavor.
     if plan.hardware != "cpu":
         flavor = table.flavor(plan.hardware)
     else:

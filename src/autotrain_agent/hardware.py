@@ -1,6 +1,6 @@
 """Hugging Face Jobs hardware: flavors and prices, a training memory estimate, and the flavor choice.
 
-Prices come from `HfApi.list_jobs_hardware()` when the Hub answers, are cached with the date they were fetched,
+Prices come from `HfApi.list_jobs_hardware()` when the Hub responds, are cached with the date they were fetched,
 and fall back to a snapshot shipped in the package, so an offline machine can still estimate. Every price table
 names its source and date, and the report repeats both.
 """

@@ -41,7 +41,7 @@ def resolve_parameter_count(
     `api`, an `HfApi`, is given), then the model's name, which logs a warning because a name can mislead.
 
     Raises:
-        ConfigError: If no source gives a size; the message asks for `--params`.
+        ConfigError: If no source gives a size; the message requests `--params`.
     """
     if params_override:
         return parse_params_flag(params_override), "--params"

@@ -330,7 +330,7 @@ class Experiment(_Model):
     budget_usd: float | None = None
     """Most money the experiment may spend; `None` sets no limit beyond each approval."""
     approve_under_usd: float | None = None
-    """Paid submissions estimated under this cost are approved without a person; `None` always asks."""
+    """Paid submissions estimated under this cost are approved without a person; `None` always requests a person's approval."""
     require_approval: bool = False
     """Ask for approval on free backends too."""
     spent_usd: float = 0.0

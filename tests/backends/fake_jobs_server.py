@@ -7,7 +7,7 @@ Routes: `GET /api/whoami-v2`, `GET /api/jobs/hardware`, `POST /api/jobs/{ns}` (c
 Jobs do not execute their script: each inspection moves a job one step along its `JobBehavior.stages`, so tests
 control the outcome exactly and never wait. The job script itself is tested on its own by running it locally.
 Faults are queued per route and used once each: an HTTP status such as 429 or 500, `"reset"` (the connection is
-closed without an answer) or `("slow", seconds)`.
+closed without a response) or `("slow", seconds)`.
 """
 
 from __future__ import annotations

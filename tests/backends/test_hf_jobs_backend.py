@@ -145,8 +145,8 @@ def test_find_jobs_by_run_label(jobs_backend, jobs_server, job_files):
         429,  # rate limited
         500,  # server error
         503,  # unavailable
-        "reset",  # connection reset without an answer
-        ("slow", 0.2),  # a slow answer is waited for
+        "reset",  # connection reset without a response
+        ("slow", 0.2),  # a slow response is waited for
     ],
 )
 def test_transient_faults_are_retried(jobs_backend, jobs_server, job_files, fault, caplog):

@@ -1,6 +1,6 @@
 """Hugging Face Jobs backend: runs the job script as a uv job on paid hardware, through `huggingface_hub`.
 
-Transient failures (connection errors, 429 and 5xx answers) are retried with exponential backoff and logged.
+Transient failures (connection errors, 429 and 5xx responses) are retried with exponential backoff and logged.
 Authentication, permission, quota and validation errors are not retried: they raise `JobsRequestError` with what
 to do. The token is sent as the job's `HF_TOKEN` secret and never written to the state, a log or a message.
 """
@@ -116,7 +116,7 @@ class HfJobsBackend:
         """Start `script` with the run config as a uv job on the config's `flavor` and `timeout`; return the job id.
 
         Right after creation the job is inspected. If its flavor, timeout or secrets differ from the request, it is
-        cancelled before training time is spent, and `BackendError` says why.
+        cancelled before training time is spent, and the `BackendError` message states why.
 
         Raises:
             JobsRequestError: For authentication, permission, quota or validation errors.
@@ -230,7 +230,7 @@ class HfJobsBackend:
 
 
 def is_transient(err: BaseException) -> bool:
-    """Return whether retrying `err` may succeed: connection failures, 429 and 5xx answers."""
+    """Return whether retrying `err` may succeed: connection failures, 429 and 5xx responses."""
     if isinstance(err, HfHubHTTPError):
         status = err.response.status_code if err.response is not None else None
         return status == 429 or (status is not None and status >= 500)
@@ -238,7 +238,7 @@ def is_transient(err: BaseException) -> bool:
 
 
 def _request_error(action: str, err: HfHubHTTPError) -> BackendError | JobsRequestError:
-    """Return the error to raise for a failed request, saying what to do; the message never holds the token."""
+    """Return the error to raise for a failed request, saying what to do. The message never contains the token."""
     status = err.response.status_code if err.response is not None else None
     hints = {
         401: "authentication failed; set HF_TOKEN to a valid token or run `hf auth login`",

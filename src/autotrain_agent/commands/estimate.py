@@ -93,7 +93,7 @@ def count_rows(dataset: str) -> int:
     """Return the non-empty lines of a local JSONL file.
 
     Raises:
-        ConfigError: If `dataset` is not a local file; the message asks for `--rows`.
+        ConfigError: If `dataset` is not a local file; the message requests `--rows`.
     """
     path = Path(dataset)
     if not path.is_file():

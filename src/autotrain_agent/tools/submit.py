@@ -24,7 +24,7 @@ def submit_run(ctx: ExperimentContext) -> str:
     A run that is already submitted or running is never submitted again: its id is returned instead. A run that
     was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
     run id, and re-attached if the backend has it. Every new submission to a paid backend (and to the local one
-    when the experiment requires approval) first passes the approval gate, whoever calls this function.
+    when the experiment requires approval) first passes the approval gate, for every caller.
 
     Raises:
         StateError: If the dataset has not been validated yet.
