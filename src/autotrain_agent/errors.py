@@ -65,3 +65,7 @@ class HardwareError(ConfigError):
 class JobsRequestError(AutotrainError, RuntimeError):
     """Hugging Face Jobs rejected a request for a reason that retrying cannot fix (authentication, permission,
     quota or an invalid job spec)."""
+
+
+class JobMismatchError(BackendError):
+    """A backend created a job whose flavor, timeout or secrets differ from the request, and cancelled it."""

@@ -7,7 +7,7 @@ from conftest import FAKE_TOKEN
 
 from autotrain_agent.backends.base import JobBackend
 from autotrain_agent.backends.hf_jobs import BOOTSTRAP, CONFIG_ENV, RUN_LABEL, SCRIPT_ENV
-from autotrain_agent.errors import BackendError, JobsRequestError
+from autotrain_agent.errors import BackendError, JobMismatchError, JobsRequestError
 from fake_jobs_server import JobBehavior
 
 SCRIPT = """# /// script
@@ -73,7 +73,7 @@ def test_multi_gpu_flavor_adds_accelerate(jobs_backend, jobs_server, job_files):
 def test_missing_timeout_is_cancelled(jobs_backend, jobs_server, job_files):
     jobs_server.next_behavior = JobBehavior(keep_timeout=False)
 
-    with pytest.raises(BackendError, match="timeout None s instead of 5400 s"):
+    with pytest.raises(JobMismatchError, match="timeout None s instead of 5400 s"):
         submit(jobs_backend, job_files)
 
     assert jobs_server.jobs["job0001"].cancelled
@@ -83,7 +83,7 @@ def test_missing_timeout_is_cancelled(jobs_backend, jobs_server, job_files):
 def test_changed_flavor_is_cancelled(jobs_backend, jobs_server, job_files):
     jobs_server.next_behavior = JobBehavior(flavor_override="t4-small")
 
-    with pytest.raises(BackendError, match="flavor 't4-small' instead of 'a10g-large'"):
+    with pytest.raises(JobMismatchError, match="flavor 't4-small' instead of 'a10g-large'"):
         submit(jobs_backend, job_files)
 
     assert jobs_server.jobs["job0001"].cancelled

@@ -88,3 +88,16 @@ def test_token_reaches_no_file_or_log(paid_ctx, jobs_server, tmp_path, caplog):
     assert FAKE_TOKEN not in all_written_text(tmp_path)
     assert FAKE_TOKEN not in caplog.text
     assert FAKE_TOKEN not in (paid_ctx.experiment.failure or "")
+
+
+def test_job_without_timeout_cancelled_and_recorded(paid_ctx, jobs_server):
+    paid_ctx.approver = CallbackApprover(lambda request: len(paid_ctx.experiment.runs) == 1)
+    jobs_server.next_behavior = JobBehavior(keep_timeout=False)  # the server's 30-minute default would apply
+
+    run_experiment(paid_ctx, max_steps=4)
+
+    first = paid_ctx.experiment.runs[0]
+    assert jobs_server.jobs["job0001"].cancelled
+    assert first.status == "cancelled"
+    assert "timeout None s instead of" in first.failure.message
+    assert jobs_server.count("create") == 1

@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import BackendError, JobsRequestError
+from ..errors import BackendError, JobMismatchError, JobsRequestError
 from .base import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -116,11 +116,12 @@ class HfJobsBackend:
         """Start `script` with the run config as a uv job on the config's `flavor` and `timeout`; return the job id.
 
         Right after creation the job is inspected. If its flavor, timeout or secrets differ from the request, it is
-        cancelled before training time is spent, and the `BackendError` message states why.
+        cancelled before training time is spent, and the `JobMismatchError` message states why.
 
         Raises:
             JobsRequestError: For authentication, permission, quota or validation errors.
-            BackendError: If the created job does not match the request, or transient errors outlast the retries.
+            JobMismatchError: If the created job does not match the request; the job is cancelled.
+            BackendError: If transient errors outlast the retries.
             NotImplementedError: If the dataset is a local file and the endpoint is the real Hub.
         """
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
@@ -182,7 +183,7 @@ class HfJobsBackend:
             problems.append("secrets missing from the job")
         if problems:
             self.cancel_job(job_id)
-            raise BackendError(f"Job {job_id} was created with {'; '.join(problems)}, so it was cancelled before training.")
+            raise JobMismatchError(f"Job {job_id} was created with {'; '.join(problems)}, so it was cancelled before training.")
 
     def _get_raw_job(self, job_id: str) -> dict[str, Any]:
         response = get_session().get(f"{self.api.endpoint}/api/jobs/{self.namespace}/{job_id}", headers=build_hf_headers(token=self.api.token))

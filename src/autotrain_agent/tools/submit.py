@@ -9,9 +9,9 @@ from pathlib import Path
 
 from .._resources import resource_dir
 from ..context import ExperimentContext
-from ..errors import StateError
+from ..errors import JobMismatchError, StateError
 from ..gate import approve_submission
-from ..state import Run, Stage, utc_now
+from ..state import Failure, Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,19 @@ def submit_run(ctx: ExperimentContext) -> str:
     config_path = Path(run.output_dir) / "run_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(run.config, indent=2), encoding="utf-8")
-    job_id = ctx.backend.submit_job(
-        run_id=run.run_id,
-        script=resource_dir("tools") / "train.py",
-        config_path=config_path,
-        workdir=Path(run.output_dir),
-    )
+    try:
+        job_id = ctx.backend.submit_job(
+            run_id=run.run_id,
+            script=resource_dir("tools") / "train.py",
+            config_path=config_path,
+            workdir=Path(run.output_dir),
+        )
+    except JobMismatchError as err:
+        # The backend cancelled the job, so the run ends here; leaving it pending would re-attach to that job.
+        run.status = "cancelled"
+        run.failure = Failure(kind="cancelled", message=str(err))
+        ctx.record("run_cancelled", run_id=run.run_id, reason=str(err))
+        raise
     run.job_id = job_id
     run.job_url = getattr(ctx.backend, "job_url", lambda _job_id: None)(job_id)
     run.status = "submitted"
