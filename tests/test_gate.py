@@ -225,3 +225,20 @@ def test_local_backend_free_unless_required(tmp_path):
 
     assert len(ctx.experiment.approvals) == 1
     assert ctx.experiment.approvals[0].request["usd_per_hour"] == 0.0
+
+
+def test_edit_with_unknown_flavor_asks_again(tmp_path):
+    seen = []
+
+    def bad_edit_then_approve(request):
+        seen.append(request.flavor)
+        if len(seen) == 1:
+            return ApprovalDecision(action="edit", reason="typo", edits={"flavor": "a10g-hueg"})
+        return True
+
+    ctx = make_ctx(tmp_path, approver=CallbackApprover(bad_edit_then_approve))
+
+    submit_run(ctx)
+
+    assert seen == ["a10g-large", "a10g-large"]
+    assert ctx.backend.submitted[0]["flavor"] == "a10g-large"

@@ -45,7 +45,11 @@ def approve_submission(ctx: ExperimentContext, run: Run) -> None:
         request = build_request(ctx, run)
         answer, approver = _review(ctx, request)
         if answer.action == "edit":
-            _apply_edits(ctx, run, answer.edits)
+            try:
+                _apply_edits(ctx, run, answer.edits)
+            except ConfigError as err:
+                ctx.echo(f"Edit not applied: {err}")
+                continue
             ctx.decide(by="human", action=f"edit {run.run_id}", reason=answer.reason, **answer.edits)
             continue
         _record(ctx, request, answer, approver=approver)
@@ -163,18 +167,19 @@ def _apply_edits(ctx: ExperimentContext, run: Run, edits: dict[str, str]) -> Non
     """Apply console edits to the plan and the pending run's config, so the next estimate sees them.
 
     Raises:
-        ConfigError: If a value does not parse; the plan's validation rejects out-of-range values.
+        ConfigError: If a value does not parse, is out of range, or names an unknown flavor.
     """
     plan = ctx.experiment.plan
     for field, value in edits.items():
         if field == "flavor":
+            load_price_table(cache_dir=ctx.settings.cache_dir).flavor(value)
             plan.hardware = value
         elif field == "hub_repo":
             plan.hub_repo = value
         else:
             try:
-                number = float(value) if field == "learning_rate" or field == "num_train_epochs" else int(value)
+                number = float(value) if field in ("learning_rate", "num_train_epochs") else int(value)
                 setattr(plan.hyperparameters, field, number)
-            except ValueError as err:
+            except ValueError as err:  # pydantic's ValidationError is a ValueError too
                 raise ConfigError(f"Invalid value for `{field}`: {value!r}.") from err
             run.config[field] = number

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
@@ -165,7 +165,8 @@ class HfJobsBackend:
             CONFIG_ENV: json.dumps(remote_config),
             "AUTOTRAIN_NUM_GPUS": str(self.gpu_counts.get(flavor, 1)),
         }
-        secrets = {"HF_TOKEN": self.api.token} if self.api.token else {}
+        token = self.api.token or get_token()
+        secrets = {"HF_TOKEN": token} if token else {}
         return job_env, secrets
 
     def _check_created_job(self, job_id: str, *, flavor: str, timeout: str, secret_names: set[str]) -> None:
