@@ -96,3 +96,11 @@ def test_choice_skips_gpus_without_bf16(table):
 def test_model_no_flavor_fits_is_refused(table):
     with pytest.raises(HardwareError, match=r"No hardware flavor fits 405.0B parameters .*largest flavor is h200x8"):
         choose_flavor(table, 405_000_000_000, method="sft", use_lora=True, max_length=2048, per_device_batch_size=4)
+
+
+def test_corrupt_cache_falls_back_to_snapshot(tmp_path):
+    (tmp_path / "jobs_hardware.json").write_text("{not json")
+
+    table = load_price_table(cache_dir=tmp_path)
+
+    assert table.source == "bundled snapshot"

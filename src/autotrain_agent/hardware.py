@@ -142,12 +142,12 @@ def load_price_table(*, cache_dir: Path, api: Any | None = None, refresh: bool =
             cache_path.write_text(json.dumps({"recorded_on": table.recorded_on.isoformat(), "hardware": raw}), encoding="utf-8")
             return table
     if cache_path.is_file():
-        cached = json.loads(cache_path.read_text(encoding="utf-8"))
-        return PriceTable(
-            flavors=[flavor_from_api(e) for e in cached["hardware"]],
-            source="cache",
-            recorded_on=dt.date.fromisoformat(cached["recorded_on"]),
-        )
+        try:
+            cached = json.loads(cache_path.read_text(encoding="utf-8"))
+            flavors = [flavor_from_api(e) for e in cached["hardware"]]
+            return PriceTable(flavors=flavors, source="cache", recorded_on=dt.date.fromisoformat(cached["recorded_on"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning("Price cache %s is unreadable (%s); using the bundled prices.", cache_path, err)
     return load_bundled_price_table()
 
 
