@@ -4,6 +4,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from huggingface_hub import HfApi
 
@@ -31,7 +32,8 @@ def test_unknown_flavor_lists_known(table):
         table.flavor("b200")
 
 
-def test_prices_fetched_then_cached(tmp_path):
+def test_prices_fetched_then_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "is_offline_mode", lambda: False)  # offline mode blocks 127.0.0.1 too
     server = FakeJobsServer().start()
     try:
         api = HfApi(endpoint=server.endpoint, token="hf_fake")

@@ -1,5 +1,6 @@
 """Fixtures for backend tests: the fake Jobs server and a real `HfApi` client pointed at it."""
 
+import huggingface_hub.constants
 import pytest
 from fake_jobs_server import FakeJobsServer
 from huggingface_hub import HfApi
@@ -10,7 +11,9 @@ FAKE_TOKEN = "hf_fakeTOKENforTESTSonly0123456789"
 
 
 @pytest.fixture
-def jobs_server():
+def jobs_server(monkeypatch):
+    # huggingface_hub's offline mode blocks every request, even to 127.0.0.1, so it is switched off here.
+    monkeypatch.setattr(huggingface_hub.constants, "is_offline_mode", lambda: False)
     server = FakeJobsServer().start()
     yield server
     server.stop()
