@@ -60,6 +60,8 @@ class HfJobsBackend:
         The job reads its dataset from `dataset_path` in the run config, a file on this machine. Jobs on the real
         Hub cannot read it, so `submit_job` raises `NotImplementedError` there; upload the prepared JSONL to a
         dataset repository first. A fake Jobs server on a local endpoint accepts it.
+        Checkpoints leave the job only through the `hub_repo` push and Trackio logs stay in the job, so
+        `monitor_run` finds no local checkpoints or metrics for a Jobs run and evaluating one is not built yet.
     """
 
     name = "hf-jobs"
