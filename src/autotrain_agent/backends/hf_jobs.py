@@ -57,9 +57,9 @@ class HfJobsBackend:
     """Runs job scripts on Hugging Face Jobs.
 
     Limitations:
-        The job reads its dataset from `dataset_path` in the run config, a file on this machine. Jobs on the real
-        Hub cannot read it, so `submit_job` raises `NotImplementedError` there; upload the prepared JSONL to a
-        dataset repository first. A fake Jobs server on a local endpoint accepts it.
+        The job reads its dataset from `dataset_path` in the run config, a file on this machine that a
+        job on the real Hub cannot read, so `submit_job` raises `NotImplementedError` for huggingface.co until the
+        prepared dataset travels with the job. A fake Jobs server on a local endpoint accepts it.
         Checkpoints leave the job only through the `hub_repo` push and Trackio logs stay in the job, so
         `monitor_run` finds no local checkpoints or metrics for a Jobs run and evaluating one is not built yet.
     """
@@ -132,8 +132,8 @@ class HfJobsBackend:
             raise BackendError(f"Run {run_id!r} has no approved `flavor` and `timeout` in its config; submit it through `submit_run`.")
         if self.api.endpoint.rstrip("/") == "https://huggingface.co" and Path(str(config["dataset_path"])).exists():
             raise NotImplementedError(
-                "Jobs on the Hugging Face Hub cannot read a dataset file on this machine; upload the prepared JSONL "
-                "to a dataset repository, or use `--backend local`."
+                "Jobs on the Hugging Face Hub cannot read the prepared dataset file on this machine yet; "
+                "use `--backend local`."
             )
         job_env, secrets = self._job_environment(script, config, flavor, env)
         labels = {EXPERIMENT_LABEL: self.experiment_id, RUN_LABEL: run_id}
