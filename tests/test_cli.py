@@ -87,3 +87,64 @@ def test_help_names_units(capsys):
     assert "optimizer steps" in text
     assert "first N by task number" in text
     assert "max length" not in text
+
+
+def run_without_terminal(*argv, tmp_path):
+    """Run the CLI in a subprocess with stdin from /dev/null and stdout and stderr captured: no terminal."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AUTOTRAIN_AGENT_CACHE": str(tmp_path / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", "autotrain_agent.cli", *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_estimate_works_without_terminal(tmp_path):
+    result = run_without_terminal("estimate", "--model", "Qwen/Qwen3-0.6B", "--dataset", "me/rows", "--rows", "10000", "--json", tmp_path=tmp_path)
+
+    estimate = json.loads(result.stdout)
+    assert result.returncode == 0
+    assert estimate["flavor"] == "l4x1"
+    assert estimate["timeout"].endswith("m") and estimate["timeout"][:-1].isdigit()
+    assert "read from its name" in result.stderr
+
+
+def test_estimate_unknown_size_asks_for_params(tmp_path):
+    result = run_without_terminal("estimate", "--model", "someone/mystery", "--dataset", "me/rows", "--rows", "10", tmp_path=tmp_path)
+
+    assert result.returncode == 2
+    assert "--params" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_console_approval_without_terminal_rejects(tmp_path):
+    import subprocess
+    import sys
+
+    from test_approval import REQUEST
+
+    code = (
+        "import sys; from autotrain_agent.approval import ApprovalRequest, ConsoleApprover; "
+        "print(ConsoleApprover().review(ApprovalRequest.model_validate_json(sys.argv[1])).reason)"
+    )
+
+    result = subprocess.run([sys.executable, "-c", code, REQUEST.model_dump_json()], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "no terminal" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend", "hf-jobs"], "--hub-repo"),  # checkpoints need somewhere to go
+        (["--backend", "hf-jobs", "--hub-repo", "me/out", "--quick-test", "50"], "--no-quick-test"),  # not built yet
+    ],
+)
+def test_jobs_flags_checked_without_terminal(flags, message, tmp_path):
+    result = run_without_terminal("improve code solving", *flags, "--plan-only", "--output-dir", str(tmp_path), tmp_path=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -23,8 +23,9 @@ full fine-tune), logging_steps, save_steps, save_total_limit, seed, trackio_proj
 assistant_only_loss, gradient_checkpointing, use_cpu (null picks the CPU when CUDA is missing),
 max_nonfinite_losses (stop after this many consecutive non-finite logged losses; default 3),
 completion_only_loss (learn only the last assistant turn of each `messages` row), train_sampling_strategy
-("random", or "group_by_length" for less padding) and num_threads (torch CPU threads;
-null uses OMP_NUM_THREADS, else one per two cores).
+("random", or "group_by_length" for less padding), num_threads (torch CPU threads; null uses OMP_NUM_THREADS,
+else one per two cores) and hub_repo (push every checkpoint to this private Hub repository while training; null
+keeps them local).
 
 Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
@@ -79,6 +80,7 @@ DEFAULTS = {
     "max_nonfinite_losses": 3,
     "train_sampling_strategy": "random",
     "num_threads": None,
+    "hub_repo": None,
 }
 
 
@@ -217,6 +219,7 @@ def train(config: dict) -> dict:
         # "group_by_length" batches sequences of similar length, so less compute goes to padding.
         train_sampling_strategy=config["train_sampling_strategy"],
         disable_tqdm=True,
+        **hub_push_arguments(config["hub_repo"]),
     )
     progress = ProgressCallback(output_dir, max_nonfinite_losses=config["max_nonfinite_losses"])
     trainer = SFTTrainer(
@@ -241,6 +244,16 @@ def train(config: dict) -> dict:
     _write_json_atomic(output_dir / "train_summary.json", summary)
     logger.info("Training summary (train_loss is the mean over the run): %s", json.dumps(summary))
     return summary
+
+
+def hub_push_arguments(hub_repo: str | None) -> dict:
+    """Return the trainer arguments that push every checkpoint to `hub_repo` while training, or none.
+
+    A Hugging Face Jobs machine's disk is gone when the job ends, so checkpoints must leave it as they are saved.
+    """
+    if not hub_repo:
+        return {}
+    return {"push_to_hub": True, "hub_model_id": hub_repo, "hub_strategy": "every_save", "hub_private_repo": True}
 
 
 def _build_peft_config(lora: dict | None):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .approval import Approver
 from .backends.base import JobBackend
 from .config import Settings
 from .state import Decision, Experiment, ExperimentStatus, Stage
@@ -26,6 +27,8 @@ class ExperimentContext:
     backend: JobBackend
     echo: Callable[[str], None] = field(default=print)
     """Writes one line for the user; the CLI prints, tests collect."""
+    approver: Approver | None = None
+    """Answers the approval gate before paid submissions; `None` rejects every one (the gate fails closed)."""
 
     @property
     def folder(self) -> Path:

@@ -52,3 +52,20 @@ class HarnessCalibrationError(EvaluationError):
         super().__init__(message)
         self.outcomes = outcomes
         """Outcome of each canonical solution by task id: `passed`, `failed`, `timed_out` or `error`."""
+
+
+class ApprovalRejectedError(AutotrainError, PermissionError):
+    """The approval gate rejected a submission, or nobody answered; nothing was submitted."""
+
+
+class HardwareError(ConfigError):
+    """No hardware flavor fits the model, or a requested flavor is unknown."""
+
+
+class JobsRequestError(AutotrainError, RuntimeError):
+    """Hugging Face Jobs rejected a request for a reason that retrying cannot fix (authentication, permission,
+    quota or an invalid job spec)."""
+
+
+class JobMismatchError(BackendError):
+    """A backend created a job whose flavor, timeout or secrets differ from the request, and cancelled it."""

@@ -1,7 +1,15 @@
-"""Estimate an experiment's wall time on the local CPU before anything runs."""
+"""Estimate an experiment's wall time on the local CPU, and a training job's time and cost on Hugging Face Jobs."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import ConfigError, HardwareError
+from .hardware import Flavor, MemoryEstimate, PriceTable
 from .recipes import parse_parameter_count
 from .state import Plan
 
@@ -41,3 +49,129 @@ def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float 
     problems = sum(b.limit or 164 for b in plan.benchmarks)
     eval_minutes = 2 * problems * per_problem_s * params / REFERENCE_PARAMETERS / 60
     return round(SETUP_MINUTES + train_minutes + eval_minutes, 1)
+
+
+# Peak dense bf16 tensor throughput per GPU in TFLOP/s, from NVIDIA's data sheets (without sparsity).
+GPU_PEAK_BF16_TFLOPS = {"L4": 121.0, "A10G": 70.0, "L40S": 362.0, "A100": 312.0, "H200": 989.0}
+# NOTE: model FLOP utilization is assumed, not measured on these GPUs; 0.35 is typical for TRL fine-tunes of
+# 0.5B-8B models with gradient checkpointing. Calibrate it with a quick test's measured tokens per second.
+ASSUMED_MFU = 0.35
+# Data-parallel efficiency of each GPU beyond the first.
+MULTI_GPU_EFFICIENCY = 0.9
+# Image pull, dependency install and model download before the first step, plus the final upload.
+JOB_SETUP_MINUTES = 6.0
+# The job's timeout is the estimate times this margin, so a slower-than-estimated job still finishes.
+TIMEOUT_MARGIN = 1.5
+
+
+class JobEstimate(BaseModel):
+    """Time, cost and timeout of one training job on one hardware flavor."""
+
+    flavor: str
+    """Hardware flavor."""
+    usd_per_hour: float
+    """Price of the flavor."""
+    num_parameters: int
+    """Parameter count of the model."""
+    tokens: int
+    """Tokens to process: sequences times mean tokens per sequence, over all epochs or steps."""
+    tokens_per_s: float
+    """Estimated training throughput of the whole machine."""
+    minutes: float
+    """Estimated wall time, setup included."""
+    cost_usd: float
+    """`minutes` times the price."""
+    timeout: str
+    """The job's timeout: the estimate times the safety margin, in whole minutes, e.g. `90m`."""
+
+
+def format_timeout(seconds: float) -> str:
+    """Return a job timeout as whole minutes, rounded up, e.g. 5400 s -> `90m`; never a decimal such as `1.5h`.
+
+    Raises:
+        ConfigError: If `seconds` is not positive.
+    """
+    if not seconds > 0:
+        raise ConfigError(f"A job timeout must be a positive number of seconds, got {seconds!r}.")
+    return f"{math.ceil(round(seconds, 6) / 60)}m"
+
+
+def training_tokens(plan: Plan, *, num_rows: int, tokens_per_row: int = ASSUMED_TOKENS_PER_SEQUENCE) -> int:
+    """Return the tokens one training run processes: `max_steps` x effective batch, or rows x epochs."""
+    hp = plan.hyperparameters
+    per_sequence = min(hp.max_length, tokens_per_row)
+    if hp.max_steps is not None:
+        return hp.max_steps * hp.effective_batch_size * per_sequence
+    return int(num_rows * hp.num_train_epochs * per_sequence)
+
+
+def estimate_job(plan: Plan, flavor: Flavor, *, num_parameters: int, num_rows: int, tokens_per_s: float | None = None) -> JobEstimate:
+    """Estimate the wall time, cost and timeout of the plan's training job on `flavor`.
+
+    Throughput is the GPUs' peak bf16 FLOP/s times `ASSUMED_MFU`, divided by the training FLOPs per token:
+    6 x parameters for a full fine-tune, 4 x parameters with LoRA (no weight gradients for the frozen model).
+    A measured `tokens_per_s`, from a quick test on the same flavor, replaces the model.
+
+    Raises:
+        HardwareError: If `flavor` has no GPU whose throughput is known and no `tokens_per_s` is given.
+    """
+    tokens = training_tokens(plan, num_rows=num_rows)
+    if tokens_per_s is None:
+        peak_tflops = GPU_PEAK_BF16_TFLOPS.get(flavor.gpu_model or "")
+        if peak_tflops is None:
+            raise HardwareError(f"No throughput model for flavor {flavor.name!r}; choose one of the GPUs {sorted(GPU_PEAK_BF16_TFLOPS)}.")
+        flops_per_token = (4 if plan.lora else 6) * num_parameters
+        gpus = 1 + (flavor.gpu_count - 1) * MULTI_GPU_EFFICIENCY
+        tokens_per_s = peak_tflops * 1e12 * ASSUMED_MFU * gpus / flops_per_token
+    minutes = JOB_SETUP_MINUTES + tokens / tokens_per_s / 60
+    return JobEstimate(
+        flavor=flavor.name,
+        usd_per_hour=flavor.usd_per_hour,
+        num_parameters=num_parameters,
+        tokens=tokens,
+        tokens_per_s=round(tokens_per_s, 1),
+        minutes=round(minutes, 1),
+        cost_usd=round(minutes / 60 * flavor.usd_per_hour, 2),
+        timeout=format_timeout(minutes * 60 * TIMEOUT_MARGIN),
+    )
+
+
+def choose_job_hardware(
+    plan: Plan, *, cache_dir: Path, params_override: str | None = None, api: Any | None = None, refresh_prices: bool = False
+) -> tuple[Flavor, MemoryEstimate, PriceTable]:
+    """Size the plan for Hugging Face Jobs: resolve the model size and choose the cheapest flavor that fits.
+
+    Sets `plan.num_parameters`, `plan.parameter_source` and `plan.hardware` (unless a flavor was already chosen),
+    and appends the reasons. `api` (an `HfApi`) is used for Hub metadata and fresh prices when given.
+
+    Raises:
+        ConfigError: If the model size is unknown (pass `--params`).
+        HardwareError: If no flavor fits, or the chosen flavor is unknown.
+    """
+    from .hardware import choose_flavor, estimate_memory_gb, load_price_table
+    from .model_size import format_parameter_count, resolve_parameter_count
+
+    plan.num_parameters, plan.parameter_source = resolve_parameter_count(plan.base_model, params_override=params_override, api=api)
+    plan.reasons.append(f"{format_parameter_count(plan.num_parameters)} parameters, from the {plan.parameter_source}")
+    table = load_price_table(cache_dir=cache_dir, api=api, refresh=refresh_prices)
+    hp = plan.hyperparameters
+    sizing = dict(method=plan.method, use_lora=plan.lora is not None, max_length=hp.max_length, per_device_batch_size=hp.per_device_train_batch_size)
+    if plan.hardware == "cpu":
+        flavor, memory, reason = choose_flavor(table, plan.num_parameters, **sizing)
+        plan.hardware = flavor.name
+        plan.reasons.append(reason)
+    else:
+        flavor = table.flavor(plan.hardware)
+        memory = estimate_memory_gb(plan.num_parameters, gpu_count=flavor.gpu_count, **sizing)
+    return flavor, memory, table
+
+
+def plan_job(plan: Plan, *, num_rows: int, cache_dir: Path, params_override: str | None = None, api: Any | None = None, refresh_prices: bool = False):
+    """Choose the hardware as `choose_job_hardware` does, then estimate the job on it.
+
+    Returns:
+        The job estimate, the memory estimate and the price table.
+    """
+    flavor, memory, table = choose_job_hardware(plan, cache_dir=cache_dir, params_override=params_override, api=api, refresh_prices=refresh_prices)
+    estimate = estimate_job(plan, flavor, num_parameters=plan.num_parameters, num_rows=num_rows)
+    return estimate, memory, table

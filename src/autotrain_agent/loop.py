@@ -13,6 +13,7 @@ from smolagents.models import Model
 from smolagents.monitoring import LogLevel
 
 from .agent_tools import build_tools
+from .approval import Approver
 from .backends.local import LocalBackend
 from .config import Settings
 from .context import ExperimentContext
@@ -56,11 +57,27 @@ def experiment_id_for(plan: Plan) -> str:
     return f"{slugify(model)}-{slugify(dataset)}-{plan.method}"
 
 
-def open_experiment(plan: Plan, settings: Settings, *, backend=None, echo=print) -> tuple[ExperimentContext, bool]:
+def open_experiment(
+    plan: Plan,
+    settings: Settings,
+    *,
+    backend=None,
+    approver: Approver | None = None,
+    limits: ApprovalLimits | None = None,
+    echo=print,
+) -> tuple[ExperimentContext, bool]:
     """Return the context of the experiment for `plan`, resuming the saved one if it exists.
 
-    A resumed experiment keeps its saved plan (so finished stages stay valid); a failed one becomes active again
-    and continues from the stage that failed.
+    A resumed experiment keeps its saved plan (so finished stages stay valid) and its saved budget and approval
+    limits, which a rerun cannot raise; a failed one becomes active again and continues from the stage that failed.
+
+    Args:
+        plan: The plan of a new experiment; also names the experiment to resume.
+        settings: Where files go.
+        backend: Runs the jobs; default the plan's backend.
+        approver: Answers the approval gate; `None` rejects every paid submission.
+        limits: Budget and approval limits of a new experiment.
+        echo: Writes one line for the user.
 
     Returns:
         The context and whether the experiment was resumed.
@@ -68,14 +85,44 @@ def open_experiment(plan: Plan, settings: Settings, *, backend=None, echo=print)
     store = ExperimentStore(settings.runs_dir)
     experiment_id = experiment_id_for(plan)
     resumed = store.exists(experiment_id)
+    limits = limits or ApprovalLimits()
     if resumed:
         experiment = store.load(experiment_id)
+        if limits != ApprovalLimits.of(experiment):
+            logger.warning("%s: keeping the saved budget and approval limits; the new flags are ignored.", experiment_id)
     else:
-        plan.estimated_minutes = estimate_minutes(plan)
-        experiment = Experiment(id=experiment_id, goal=plan.goal, plan=plan)
-    backend = backend or LocalBackend(store.folder(experiment_id) / "jobs")
-    ctx = ExperimentContext(experiment=experiment, store=store, settings=settings, backend=backend, echo=echo)
+        if plan.backend == "local":
+            plan.estimated_minutes = estimate_minutes(plan)
+        experiment = Experiment(id=experiment_id, goal=plan.goal, plan=plan, **limits.model_dump())
+    backend = backend or _default_backend(experiment, store)
+    ctx = ExperimentContext(experiment=experiment, store=store, settings=settings, backend=backend, echo=echo, approver=approver)
     return ctx, resumed
+
+
+class ApprovalLimits(BaseModel):
+    """Budget and approval limits of a new experiment, stored in its state."""
+
+    budget_usd: float | None = None
+    """Most money the experiment may spend."""
+    approve_under_usd: float | None = None
+    """Submissions estimated under this cost are approved without a person."""
+    require_approval: bool = False
+    """Ask for approval on the free local backend too."""
+
+    @classmethod
+    def of(cls, experiment: Experiment) -> "ApprovalLimits":
+        """Return the limits saved in `experiment`."""
+        return cls(budget_usd=experiment.budget_usd, approve_under_usd=experiment.approve_under_usd, require_approval=experiment.require_approval)
+
+
+def _default_backend(experiment: Experiment, store: ExperimentStore):
+    if experiment.plan.backend == "hf-jobs":
+        from .backends.hf_jobs import HfJobsBackend
+        from .hardware import load_bundled_price_table
+
+        gpu_counts = {flavor.name: flavor.gpu_count for flavor in load_bundled_price_table().flavors}
+        return HfJobsBackend(experiment_id=experiment.id, gpu_counts=gpu_counts)
+    return LocalBackend(store.folder(experiment.id) / "jobs")
 
 
 def run_experiment(ctx: ExperimentContext, *, model: Model | None = None, max_steps: int = 40) -> ExperimentResult:
@@ -118,4 +165,4 @@ def result_of(ctx: ExperimentContext) -> ExperimentResult:
     )
 
 
-__all__ = ["ExperimentResult", "experiment_id_for", "open_experiment", "run_experiment", "result_of", "summarize"]
+__all__ = ["ApprovalLimits", "ExperimentResult", "experiment_id_for", "open_experiment", "run_experiment", "result_of", "summarize"]

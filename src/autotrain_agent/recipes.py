@@ -51,6 +51,10 @@ METHOD_KEYWORDS: dict[Method, tuple[str, ...]] = {
     "grpo": ("grpo", "reinforcement", " rl ", "reward"),
 }
 SUPPORTED_METHODS: tuple[Method, ...] = ("sft",)
+# Defaults on Hugging Face Jobs: one epoch over the dataset, effective batch 16, sequences up to 2048 tokens.
+GPU_HYPERPARAMETERS = Hyperparameters(
+    max_steps=None, per_device_train_batch_size=4, gradient_accumulation_steps=4, max_length=2048, save_steps=100
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class PlanOverrides:
     eval_limit: int | None = None
     eval_engine: str | None = None
     use_lora: bool = True
+    backend: str = "local"
+    hub_repo: str | None = None
 
 
 def parse_parameter_count(model_reference: str) -> int | None:
@@ -129,15 +135,22 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
     else:
         reasons.append(f"model {model}: small instruct model (135M, Apache-2.0) that trains on a CPU in minutes")
 
-    hyperparameters = Hyperparameters()
+    if overrides.backend not in ("local", "hf-jobs"):
+        raise ConfigError(f"`--backend` must be 'local' or 'hf-jobs', got {overrides.backend!r}.")
+    paid = overrides.backend == "hf-jobs"
+    if paid and not overrides.hub_repo:
+        raise ConfigError("`--backend hf-jobs` needs `--hub-repo USER/NAME`: a Jobs machine's disk is gone when the job ends, so checkpoints are pushed there.")
+    hyperparameters = GPU_HYPERPARAMETERS.model_copy() if paid else Hyperparameters()
     if overrides.max_steps is not None:
         if overrides.max_steps <= 0:
             raise ConfigError(f"`--max-steps` must be a positive integer, got {overrides.max_steps!r}.")
         hyperparameters.max_steps = overrides.max_steps
         hyperparameters.save_steps = min(hyperparameters.save_steps, overrides.max_steps)
+    length = f"{hyperparameters.max_steps} steps" if hyperparameters.max_steps else f"{hyperparameters.num_train_epochs:g} epoch"
+    target = "sized for one GPU on Hugging Face Jobs" if paid else "sized to finish in minutes on a CPU"
     reasons.append(
         f"LoRA r=16 on all linear layers, lr {hyperparameters.learning_rate:g}, effective batch "
-        f"{hyperparameters.effective_batch_size}, {hyperparameters.max_steps} steps: sized to finish in minutes on a CPU"
+        f"{hyperparameters.effective_batch_size}, {length}: {target}"
         if overrides.use_lora
         else "full fine-tune: LoRA disabled with --no-lora"
     )
@@ -161,6 +174,8 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
         hyperparameters=hyperparameters,
         benchmarks=[benchmark],
         eval_engine=engine,
+        backend=overrides.backend,  # type: ignore[arg-type]
+        hub_repo=overrides.hub_repo,
         reasons=reasons,
     )
 

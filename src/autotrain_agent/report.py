@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 from ._resources import resource_dir
-from .state import Experiment, Run, Score
+from .approval import ApprovalRequest
+from .state import ApprovalRecord, Experiment, Run, Score
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         runs=[_run_view(experiment, run) for run in experiment.runs],
         evaluations=_evaluation_rows(experiment),
         problems_scored=_problems_scored(experiment),
+        approvals=[_approval_row(record) for record in experiment.approvals],
     )
 
 
@@ -115,7 +117,10 @@ def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:
     ]
     status_lines = [f"- Status: **{run.status}**"]
     if run.job_id:
-        status_lines.append(f"- Job: `{run.job_id}` on `{run.backend}`")
+        job = f"[`{run.job_id}`]({run.job_url})" if run.job_url else f"`{run.job_id}`"
+        status_lines.append(f"- Job: {job} on `{run.backend}`")
+    if run.estimated_cost_usd:
+        status_lines.append(f"- Approved cost: ${run.estimated_cost_usd:.2f} (estimate); spent ${run.cost_usd:.2f}")
     if run.actual_minutes is not None:
         estimate = f"{run.estimated_minutes} min" if run.estimated_minutes is not None else "none"
         status_lines.append(f"- Wall time: {run.actual_minutes} min (estimate {estimate})")
@@ -136,6 +141,25 @@ def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:
         "trackio_run": run.trackio_run,
         "metrics": list(run.metrics_summary.items()),
         "scores": scores,
+    }
+
+
+def _approval_row(record: ApprovalRecord) -> dict[str, str]:
+    request = record.request
+    left = ApprovalRequest.model_validate(request).budget_left_usd
+    return {
+        "at": record.at.strftime("%Y-%m-%d %H:%M:%S"),
+        "run_id": record.run_id,
+        "answer": "approved" if record.approved else "rejected",
+        "approver": record.approver,
+        "flavor": request.get("flavor", ""),
+        "price": f"${request.get('usd_per_hour', 0):.2f}/h",
+        "minutes": f"{request.get('estimated_minutes', 0):.0f} min",
+        "cost": f"${request.get('estimated_cost_usd', 0):.2f}",
+        "timeout": request.get("timeout", ""),
+        "budget_left": "no budget" if left is None else f"${left:.2f}",
+        "price_source": request.get("price_source", ""),
+        "reason": record.reason.replace("|", "/"),
     }
 
 

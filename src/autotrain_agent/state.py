@@ -142,16 +142,24 @@ class Plan(_Model):
     """Benchmarks run on the base model and on each run."""
     eval_engine: EvalEngine = "llama.cpp"
     """Generation engine for evaluation; base and fine-tuned models always use the same one."""
-    backend: Literal["local"] = "local"
-    """Backend that runs training jobs."""
+    backend: Literal["local", "hf-jobs"] = "local"
+    """Where training jobs run: this machine (free) or Hugging Face Jobs (paid, always approved)."""
     hardware: str = "cpu"
-    """Hardware flavor of the backend."""
+    """Hardware flavor of the backend, e.g. `cpu` locally or `a10g-large` on Hugging Face Jobs."""
     stages: list[Stage] = Field(default_factory=lambda: list(Stage))
     """Stages in the order they run."""
     reasons: list[str] = Field(default_factory=list)
     """Reason for each choice, for the user and the report."""
     estimated_minutes: float | None = None
     """Estimated wall time of the whole experiment."""
+    num_parameters: int | None = None
+    """Parameter count of the base model, once resolved; sizes the hardware and the estimate."""
+    parameter_source: str | None = None
+    """Where `num_parameters` came from: `--params`, Hub metadata, local weights or the model name."""
+    hub_repo: str | None = None
+    """Hub repository that receives checkpoints of paid jobs, e.g. `me/qwen3-code-sft`."""
+    quick_test_samples: int | None = None
+    """Samples of the quick test run before a paid full run; `None` skips the quick test."""
 
 
 class Score(_Model):
@@ -240,6 +248,10 @@ class Run(_Model):
     """Measured wall time."""
     cost_usd: float = 0.0
     """Money spent; zero on the local backend."""
+    estimated_cost_usd: float = 0.0
+    """Cost approved before submission; counts as committed until the run ends."""
+    job_url: str | None = None
+    """Web page of the job, for backends that have one."""
     metrics_summary: dict[str, float] = Field(default_factory=dict)
     """Last and best values of the main metrics, e.g. `final_loss`, `min_loss`."""
     checkpoints: list[Checkpoint] = Field(default_factory=list)
@@ -261,6 +273,23 @@ class Decision(_Model):
     """Why, in one sentence."""
     evidence: dict[str, Any] = Field(default_factory=dict)
     """The numbers the decision saw."""
+
+
+class ApprovalRecord(_Model):
+    """One answer of the approval gate, with the numbers the approver saw."""
+
+    at: dt.datetime = Field(default_factory=utc_now)
+    """When the answer was given."""
+    run_id: str
+    """The run that asked to be submitted."""
+    approved: bool
+    """Whether the submission went ahead."""
+    approver: str
+    """Who or what answered: `console`, `budget`, `callback` or `none`."""
+    reason: str
+    """Why, in one sentence; a rejection always has one."""
+    request: dict[str, Any] = Field(default_factory=dict)
+    """The request as shown: model, flavor, price, estimated time and cost, timeout, budget left."""
 
 
 class Experiment(_Model):
@@ -300,6 +329,21 @@ class Experiment(_Model):
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
     """Reason the experiment failed, if it did."""
+    budget_usd: float | None = None
+    """Most money the experiment may spend; `None` sets no limit beyond each approval."""
+    approve_under_usd: float | None = None
+    """Paid submissions estimated under this cost are approved without a person; `None` always requests a person's approval."""
+    require_approval: bool = False
+    """Ask for approval on free backends too."""
+    spent_usd: float = 0.0
+    """Money spent by finished paid runs."""
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    """Every answer of the approval gate, oldest first."""
+
+    @property
+    def committed_usd(self) -> float:
+        """Approved cost of the paid runs that are submitted or running."""
+        return sum(run.estimated_cost_usd for run in self.runs if run.status in ("submitted", "running"))
 
     def run(self, run_id: str) -> Run:
         """Return the run with id `run_id`.

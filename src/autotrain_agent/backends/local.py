@@ -37,6 +37,8 @@ class LocalBackend:
     """
 
     name = "local"
+    is_free = True
+    """Runs on this machine, so the approval gate asks only when the experiment requires approval."""
 
     def __init__(self, jobs_dir: Path | None = None, *, cancel_grace_s: float = 10.0):
         """Create a backend that keeps its job records in `jobs_dir` (default `.autotrain/jobs` in the cwd).

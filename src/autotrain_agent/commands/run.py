@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..approval import BudgetApprover, ConsoleApprover
 from ..config import Settings
 from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, make_plan
 from ..state import Plan
@@ -36,13 +37,21 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--backend", choices=("local", "hf-jobs"), default="local", help="where training runs: this machine (free, default) or Hugging Face Jobs (paid)")
+    run.add_argument("--hub-repo", help="with --backend hf-jobs: Hub repository that receives the checkpoints, e.g. me/qwen3-code-sft")
+    run.add_argument("--budget", type=float, metavar="USD", help="most money the experiment may spend, in US dollars (spent plus committed)")
+    run.add_argument("--approve-under", type=float, metavar="USD", help="approve paid runs estimated under this many US dollars without asking")
+    run.add_argument("--require-approval", action="store_true", help="ask for approval before local runs too")
+    run.add_argument("--params", help="parameter count of the model, e.g. 7B or 135M, when it cannot be found")
+    run.add_argument("--no-quick-test", action="store_true", help="submit the full paid run without a quick test first")
+    run.add_argument("--quick-test", type=int, metavar="N", help="samples of the quick test before a paid run (not built yet)")
     run.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
-    from ..loop import open_experiment, run_experiment, summarize
+    from ..loop import ApprovalLimits, open_experiment, run_experiment, summarize
     from ..preflight import check_plan_inputs
 
     overrides = PlanOverrides(
@@ -55,12 +64,22 @@ def run_command(args: argparse.Namespace) -> int:
         eval_limit=args.eval_limit,
         eval_engine=args.eval_engine,
         use_lora=not args.no_lora,
+        backend=args.backend,
+        hub_repo=args.hub_repo,
     )
+    if args.quick_test is not None:
+        # TODO: run a quick test (N samples, cheapest flavor) before a paid full run and feed its speed into the estimate.
+        raise NotImplementedError("Quick test runs are not built yet; pass `--no-quick-test` or leave both flags out.")
     hub_reachable = is_hub_reachable()
     plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
     check_plan_inputs(plan, hub_reachable=hub_reachable)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
-    ctx, resumed = open_experiment(plan, settings)
+    if plan.backend == "hf-jobs":
+        _size_for_jobs(plan, args, settings, hub_reachable=hub_reachable)
+    limits = ApprovalLimits(budget_usd=args.budget, approve_under_usd=args.approve_under, require_approval=args.require_approval)
+    ctx, resumed = open_experiment(plan, settings, limits=limits)
+    saved = ctx.experiment
+    ctx.approver = BudgetApprover(saved.approve_under_usd) if saved.approve_under_usd is not None else ConsoleApprover()
     if args.plan_only:
         if args.json:
             print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))
@@ -79,6 +98,19 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
 
 
+def _size_for_jobs(plan: Plan, args: argparse.Namespace, settings: Settings, *, hub_reachable: bool) -> None:
+    """Resolve the model size and choose the flavor; time and cost are estimated at submission, once rows are known."""
+    from ..estimate import choose_job_hardware
+
+    api = None
+    if hub_reachable:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    choose_job_hardware(plan, cache_dir=settings.cache_dir, params_override=args.params, api=api)
+    plan.reasons.append("no quick test: this version submits the full run after approval")
+
+
 def format_plan(experiment_id: str, plan: Plan) -> str:
     """Return the plan as text for a person, with the reasons behind it."""
     hp = plan.hyperparameters
@@ -90,10 +122,10 @@ def format_plan(experiment_id: str, plan: Plan) -> str:
         f"  model:           {plan.base_model}",
         f"  dataset:         {plan.dataset.reference} (split {plan.dataset.split})",
         f"  method:          {plan.method.upper()} with {lora}",
-        f"  hyperparameters: {hp.max_steps} steps, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
+        f"  hyperparameters: {f'{hp.max_steps} steps' if hp.max_steps else f'{hp.num_train_epochs:g} epochs'}, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
         f"accumulation, lr {hp.learning_rate:g}, max length {hp.max_length} tokens",
         f"  benchmark:       {benchmark}, engine {plan.eval_engine}",
-        f"  backend:         {plan.backend} ({plan.hardware}), free",
+        f"  backend:         {plan.backend} ({plan.hardware}), {'free' if plan.backend == 'local' else 'paid, approved before submission'}",
         f"  expected time:   {estimate}",
         "  why:",
         *(f"    - {reason}" for reason in plan.reasons),

@@ -43,6 +43,7 @@ def monitor_run(ctx: ExperimentContext, run_id: str) -> str:
     run.finished_at = utc_now()
     if run.submitted_at:
         run.actual_minutes = round((run.finished_at - run.submitted_at).total_seconds() / 60, 2)
+    _record_cost(ctx, run)
     run.metrics_summary = _summarize_metrics(ctx, run)
     run.checkpoints = _find_checkpoints(Path(run.output_dir))
     if status.stage == "succeeded":
@@ -62,6 +63,18 @@ def monitor_run(ctx: ExperimentContext, run_id: str) -> str:
         summary = f"Run {run_id} {run.status} ({kind}): {run.failure.message}. Last log lines:\n{tail}"
     ctx.echo(summary)
     return summary
+
+
+def _record_cost(ctx: ExperimentContext, run) -> None:
+    """Move a paid run's cost from committed to spent: wall time since submission times the approved price.
+
+    Time spent scheduling is counted too, so the spent amount errs high and the budget stays safe.
+    """
+    price = run.config.get("usd_per_hour")
+    if not price or run.actual_minutes is None:
+        return
+    run.cost_usd = round(run.actual_minutes / 60 * price, 2)
+    ctx.experiment.spent_usd = round(ctx.experiment.spent_usd + run.cost_usd, 2)
 
 
 def _summarize_metrics(ctx: ExperimentContext, run) -> dict[str, float]:

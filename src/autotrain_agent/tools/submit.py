@@ -9,9 +9,10 @@ from pathlib import Path
 
 from .._resources import resource_dir
 from ..context import ExperimentContext
-from ..errors import StateError
+from ..errors import JobMismatchError, StateError
 from ..estimate import estimate_training_minutes
-from ..state import Run, Stage, utc_now
+from ..gate import approve_submission
+from ..state import Failure, Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,12 @@ def submit_run(ctx: ExperimentContext) -> str:
 
     A run that is already submitted or running is never submitted again: its id is returned instead. A run that
     was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
-    run id, and re-attached if the backend has it.
+    run id, and re-attached if the backend has it. Every new submission to a paid backend (and to the local one
+    when the experiment requires approval) first passes the approval gate, for every caller.
 
     Raises:
         StateError: If the dataset has not been validated yet.
+        ApprovalRejectedError: If the gate did not approve; nothing was submitted.
     """
     experiment = ctx.experiment
     if Stage.VALIDATE not in experiment.completed_stages or not experiment.dataset_path:
@@ -43,22 +46,32 @@ def submit_run(ctx: ExperimentContext) -> str:
         ctx.record("run_reattached", run_id=run.run_id, job_id=run.job_id)
         return f"Re-attached run {run.run_id} to its job {run.job_id}."
 
+    approve_submission(ctx, run)
     config_path = Path(run.output_dir) / "run_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(run.config, indent=2), encoding="utf-8")
-    job_id = ctx.backend.submit_job(
-        run_id=run.run_id,
-        script=resource_dir("tools") / "train.py",
-        config_path=config_path,
-        workdir=Path(run.output_dir),
-    )
+    try:
+        job_id = ctx.backend.submit_job(
+            run_id=run.run_id,
+            script=resource_dir("tools") / "train.py",
+            config_path=config_path,
+            workdir=Path(run.output_dir),
+        )
+    except JobMismatchError as err:
+        # The backend cancelled the job, so the run ends here; leaving it pending would re-attach to that job.
+        run.status = "cancelled"
+        run.failure = Failure(kind="cancelled", message=str(err))
+        ctx.record("run_cancelled", run_id=run.run_id, reason=str(err))
+        raise
     run.job_id = job_id
+    run.job_url = getattr(ctx.backend, "job_url", lambda _job_id: None)(job_id)
     run.status = "submitted"
     run.submitted_at = utc_now()
     run.log_path = str(Path(run.output_dir) / "train.log")
     logger.info("%s: submitted run %s as %s job %s", experiment.id, run.run_id, ctx.backend.name, job_id)
     ctx.record("run_submitted", run_id=run.run_id, job_id=job_id, backend=ctx.backend.name)
-    message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; logs in {run.log_path}."
+    where = f"job page {run.job_url}" if run.job_url else f"logs in {run.log_path}"
+    message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; {where}."
     ctx.echo(message)
     ctx.echo(f"Trackio dashboard: trackio show --project {run.trackio_project}")
     return message
@@ -81,6 +94,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
     config = {
         "run_id": run_id,
         "model_path": experiment.model_path,
+        "base_model": plan.base_model,
         "dataset_path": experiment.dataset_path,
         "output_dir": str(output_dir),
         "method": plan.method,
@@ -104,6 +118,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         "gradient_checkpointing": False,
         "train_sampling_strategy": "group_by_length" if hp.group_by_length else "random",
         "num_threads": _training_threads(),
+        "hub_repo": plan.hub_repo,
     }
     run = Run(
         run_id=run_id,
