@@ -23,6 +23,11 @@ def write_jsonl(path, rows):
     return path
 
 
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
 def preference_rows(count=3):
     return [{"prompt": f"question {i}", "chosen": "good answer", "rejected": "bad answer"} for i in range(count)]
 
@@ -271,7 +276,7 @@ def test_sharegpt_rows_converted_in_training_file(tmp_path, tiny_model):
 
     validate_tool(ctx)
 
-    written = [json.loads(line) for line in open(ctx.experiment.dataset_path)]
+    written = read_jsonl(ctx.experiment.dataset_path)
     assert written == [
         {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]},
         {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
@@ -294,7 +299,7 @@ def test_implicit_prompts_explicit_in_training_file(tmp_path, tiny_model):
 
     validate_tool(ctx)
 
-    written = [json.loads(line) for line in open(ctx.experiment.dataset_path)]
+    written = read_jsonl(ctx.experiment.dataset_path)
     assert written == [{"prompt": [USER], "chosen": [{"role": "assistant", "content": "blue"}],
                         "rejected": [{"role": "assistant", "content": "green"}]}]
 
@@ -306,7 +311,7 @@ def test_plan_mapping_applied_to_training_file(tmp_path, tiny_model):
 
     validate_tool(ctx)
 
-    written = [json.loads(line) for line in open(ctx.experiment.dataset_path)]
+    written = read_jsonl(ctx.experiment.dataset_path)
     assert written == [{"prompt": "what color", "completion": "blue"}] * 2
     assert ctx.experiment.validation["applied_mapping"] == {"question": "prompt", "answer": "completion"}
 

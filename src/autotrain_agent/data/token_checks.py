@@ -73,7 +73,8 @@ def check_with_tokenizer(
 ) -> tuple[list[dict], list[int]]:
     """Run the tokenizer-dependent checks on prepared rows, record findings in `result`, return the kept rows.
 
-    `row_numbers` holds each row's number in the dataset (from 1); the kept rows' numbers are returned with them.
+    `row_numbers` contains each row's number in the dataset, counted from 1. The kept rows' numbers are returned
+    with them.
     """
     from autotrain_agent.data.validation import summarize_lengths
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import datasets
 from pydantic import BaseModel, Field, PrivateAttr
 
 from autotrain_agent.data.chat_format import SHAREGPT_ROLES, resolve_chat_template
 from autotrain_agent.data.row_checks import Problem, RowReport, check_rows
 from autotrain_agent.data.sampling import DatasetSample
 from autotrain_agent.errors import DatasetError
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class ValidationResult(BaseModel):
     num_rows: int | None
     """Rows in the dataset, not only in the validated sample; `None` when the source stores no count."""
     count_source: str = "dataset length"
-    """Where `num_rows` comes from, such as `Parquet metadata` or `Hub metadata`."""
+    """Origin of `num_rows`, such as `Parquet metadata`, `line count` or `Hub metadata`."""
     num_checked: int = 0
     """Rows that validation inspected: the first rows of the split, up to the sample size."""
     num_rejected: int = 0
@@ -249,7 +252,9 @@ def _sample_rows(dataset, sample_size: int | None) -> DatasetSample:
                              count_source=dataset.count_source)
     num_rows = len(dataset)
     count = num_rows if sample_size is None else min(sample_size, num_rows)
-    if isinstance(dataset, datasets.Dataset):
+    # A `datasets.Dataset` exists only once `datasets` is imported, and importing it takes 1 to 2 s.
+    loaded = sys.modules.get("datasets")
+    if loaded is not None and isinstance(dataset, loaded.Dataset):
         rows = [dict(row) for row in dataset.select(range(count))]
     else:
         rows = [dict(row) for row in list(dataset)[:count]]

@@ -85,8 +85,8 @@ def write_training_rows(result, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as out:
-        for row in result.prepared_rows:
-            out.write(json.dumps(to_training_row(row, result.detected_format), ensure_ascii=False) + "\n")
+        out.writelines(json.dumps(to_training_row(row, result.detected_format), ensure_ascii=False) + "\n"
+                       for row in result.prepared_rows)
     return path
 
 
