@@ -151,6 +151,16 @@ def test_bad_flags_exit_2(argv, message, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_unreachable_hub_exits_2(monkeypatch, capsys):
+    monkeypatch.setattr("autotrain_agent.hub.is_hub_reachable", lambda: False)
+
+    status = main(["validate", "org/name", "--method", "sft"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Hub is unreachable" in err
+
+
 def test_missing_file_exits_2(tmp_path, capsys):
     status = main(["validate", str(tmp_path / "absent.jsonl"), "--method", "sft"])
 
@@ -243,6 +253,7 @@ def test_gated_hub_dataset_exits_2(monkeypatch, capsys):
                              response=httpx.Response(403, request=request))
 
     monkeypatch.setattr(datasets, "load_dataset", refuse)
+    monkeypatch.setattr("autotrain_agent.hub.is_hub_reachable", lambda: True)
 
     status = main(["validate", "org/private", "--method", "sft"])
 

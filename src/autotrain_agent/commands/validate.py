@@ -45,6 +45,7 @@ def validate_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     mapping = parse_column_mapping(args.mapping)
+    _check_hub_reachable(args.dataset)
     tokenizer = _load_tokenizer(args.model) if args.model else None
 
     sample = read_validation_sample(args.dataset, split=args.split, config=args.config, sample_size=args.sample_size)
@@ -73,6 +74,27 @@ def _check_flags(args: argparse.Namespace) -> str | None:
     if args.max_length is not None and not args.model:
         return "`--max-length` needs `--model`, whose tokenizer measures the token lengths."
     return None
+
+
+def _check_hub_reachable(reference: str) -> None:
+    """Raise at once when a Hub id is given and the Hub is unreachable, where `huggingface_hub` 2.4 would retry for
+    about 25 s."""
+    from pathlib import Path
+
+    from ..errors import DatasetError
+    from ..hub import is_hub_reachable
+
+    if Path(reference).expanduser().exists():
+        return
+    from ..data.sources import looks_like_path
+
+    if looks_like_path(reference):
+        return
+    if not is_hub_reachable():
+        raise DatasetError(
+            f"{reference!r} looks like a Hub dataset id, but the Hugging Face Hub is unreachable; pass a local "
+            "JSONL, JSON, CSV, Parquet or Arrow file or folder instead."
+        )
 
 
 def parse_column_mapping(text: str | None) -> dict[str, str]:
