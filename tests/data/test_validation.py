@@ -351,6 +351,25 @@ def test_implicit_prompts_made_explicit():
         assert maybe_extract_prompt(row) == row
 
 
+@pytest.mark.parametrize(
+    ("rejected_reply", "code"),
+    [
+        ({"role": "assistant", "content": "  "}, "empty_content"),  # whitespace-only rejected reply
+        ({"role": "bot", "content": "green"}, "unknown_role"),  # role no template knows
+    ],
+)
+def test_preference_messages_checked(rejected_reply, code):
+    user = {"role": "user", "content": "what color is the sky"}
+    good = {"chosen": [user, {"role": "assistant", "content": "blue"}],
+            "rejected": [user, {"role": "assistant", "content": "green"}]}
+    bad = {"chosen": [user, {"role": "assistant", "content": "blue"}], "rejected": [user, rejected_reply]}
+
+    result = validate_dataset([good, bad], "dpo")
+
+    assert [(p.code, p.rows) for p in result.problems] == [(code, [2])]
+    assert len(result.prepared_rows) == 1
+
+
 # --- chat rows for a tokenizer without a chat template ---------------------------------------------------------
 
 

@@ -46,7 +46,9 @@ class RowReport:
 
     def add(self, code: str, index: int, message: str, severity: str = "error") -> None:
         key = (code, severity)
-        self.findings.setdefault(key, []).append(index)
+        rows = self.findings.setdefault(key, [])
+        if index not in rows:
+            rows.append(index)
         self.messages.setdefault(key, message)
 
     def to_problems(self) -> list[Problem]:
@@ -247,6 +249,11 @@ def _check_preference_row(row: dict, index: int, report: RowReport) -> dict | No
         report.add("identical_completions", index, f"Row {index}: `chosen` equals `rejected`, so the pair "
                    "teaches nothing; drop or fix the row.")
         return None
+    for field in ("prompt", "chosen", "rejected"):
+        value = row.get(field)
+        if is_message_list(value) and not _check_messages(value, index, report, field=field, row=row,
+                                                          need_assistant=False):
+            return None
     if "prompt" in row and row["prompt"] is not None:
         return row
 
