@@ -119,6 +119,7 @@ def _find_mixed_types(rows: list[dict], row_numbers: list[int], report: RowRepor
                 continue
             if {name, usual} == {"string", "list"}:
                 # Standard and conversational rows in one dataset: each row is valid on its own, so it is kept.
+                # NOTE: the training file then mixes both kinds, and loading it as JSON with `datasets` fails.
                 report.add("mixed_formats", number, f"Row {number}: `{column}` is a {name} while most rows hold a "
                            f"{usual}; TRL and Arrow need one kind per column, so make the rows agree before "
                            "training.", severity="warning")

@@ -336,21 +336,26 @@ def _record_conversions(result: ValidationResult, report: RowReport, column_mapp
         result.applied_mapping.update({"conversations": "messages", "from": "role", "value": "content",
                                        "roles": roles})
         shown = ", ".join(f"{alias} -> {role}" for alias, role in roles.items())
-        result.conversions.append(f"Converted {report.sharegpt_rows} rows of ShareGPT `conversations` "
+        result.conversions.append(f"Converted {_count_rows(report.sharegpt_rows)} of ShareGPT `conversations` "
                                   f"(`from`/`value`) to `messages` (`role`/`content`), with roles {shown}.")
     if report.explicit_prompt_rows:
         result.conversions.append(f"Moved the shared leading turns of `chosen` and `rejected` into an explicit "
-                                  f"`prompt` in {report.explicit_prompt_rows} rows.")
+                                  f"`prompt` in {_count_rows(report.explicit_prompt_rows)}.")
     empty_prompts = report.findings.get(("ambiguous_prompt", "warning"), [])
     if empty_prompts:
-        result.conversions.append(f"Gave {len(empty_prompts)} plain-text preference rows an empty `prompt`.")
+        result.conversions.append(f"Gave {_count_rows(len(empty_prompts))} of plain-text preferences an empty "
+                                  "`prompt`.")
     if result.num_normalized:
-        result.conversions.append(f"Dropped empty `tool_calls` lists in {result.num_normalized} rows.")
+        result.conversions.append(f"Dropped empty `tool_calls` lists in {_count_rows(result.num_normalized)}.")
     if result.num_rejected:
         codes = sorted({p.code for p in result.problems if p.rows and p.severity == "error"}
                        | {p.code for p in result.problems if p.code == "no_trainable_tokens"})
         result.conversions.append(f"Dropped {result.num_rejected} of {result.num_checked} checked rows "
                                   f"({', '.join(codes)}).")
+
+
+def _count_rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
 
 
 def summarize_lengths(lengths: list[int], *, max_length: int | None) -> dict:
