@@ -63,6 +63,8 @@ def test_loop_runs_every_stage(tiny_setup):
     assert run.checkpoints[-1].scores[0].task_ids == experiment.baseline_scores[0].task_ids
     report = result.report_path.read_text()
     assert "## Base Model & Dataset" in report
+    assert "- **Validation:** ready for SFT" in report
+    assert "rows kept: 16 of 16 checked (0 dropped)" in report
     assert f"## {run.title} - " in report and " - succeeded" in report
     assert "| Base model | humaneval pass@1 |" in report
     assert any("trackio show --project" in line for line in lines)

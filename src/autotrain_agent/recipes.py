@@ -64,6 +64,7 @@ class PlanOverrides:
     model: str | None = None
     dataset: str | None = None
     dataset_config: str | None = None
+    column_mapping: dict[str, str] | None = None
     method: str | None = None
     benchmark: str | None = None
     max_steps: int | None = None
@@ -199,7 +200,8 @@ def _choose_data(goal: str, overrides: PlanOverrides, hub_reachable: bool, reaso
     domain = detect_domain(goal)
     if overrides.dataset:
         reasons.append(f"dataset {overrides.dataset}: set with --dataset")
-        spec = DatasetSpec(reference=overrides.dataset, config=overrides.dataset_config)
+        spec = DatasetSpec(reference=overrides.dataset, config=overrides.dataset_config,
+                           column_mapping=overrides.column_mapping or {})
         return spec, overrides.benchmark or (domain.benchmark if domain else "humaneval")
     if domain is None:
         raise ConfigError(

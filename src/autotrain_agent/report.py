@@ -40,6 +40,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         dataset_link=_hub_link(experiment.plan.dataset.reference, kind="dataset"),
         provenance=_provenance_items(experiment.dataset_provenance),
         token_lengths=_format_lengths((experiment.validation or {}).get("token_lengths") or {}),
+        validation_notes=_validation_notes(experiment.validation or {}),
         benchmarks=", ".join(
             f"{b.name} ({'first ' + str(b.limit) if b.limit else 'all'} problems)" for b in experiment.plan.benchmarks
         ),
@@ -93,6 +94,24 @@ def _short(value: Any) -> str:
 
 def _format_lengths(lengths: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in lengths.items())
+
+
+def _validation_notes(validation: dict[str, Any]) -> list[str]:
+    """Describe what validation kept, changed and found, from the stored result."""
+    if not validation:
+        return []
+    checked = validation.get("num_checked", 0)
+    rejected = validation.get("num_rejected", 0)
+    notes = [f"rows kept: {checked - rejected} of {checked} checked ({rejected} dropped)"]
+    notes.extend(f"changed: {conversion}" for conversion in validation.get("conversions", []))
+    for problem in validation.get("problems", []):
+        rows = problem.get("rows") or []
+        where = f" ({len(rows)} rows)" if rows else ""
+        notes.append(f"{problem['severity']} `{problem['code']}`{where}: {problem['message']}")
+    if validation.get("suggested_mapping"):
+        pairs = ",".join(f"{source}={target}" for source, target in validation["suggested_mapping"].items())
+        notes.append(f"suggested mapping: `--map {pairs}`")
+    return notes
 
 
 def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_sharegpt_unknown_role_names_row():
     rows = [{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
             {"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]}]
 
-    with pytest.raises(DatasetError, match="Row 1: unknown role 'bot'"):
+    with pytest.raises(DatasetError, match="Row 2: unknown role 'bot'"):
         to_chat_messages(datasets.Dataset.from_list(rows))
 
 

@@ -142,7 +142,7 @@ def test_bad_message_rows_rejected(messages, code):
     result = validate_dataset(rows, "sft")
 
     assert [p.code for p in result.problems] == [code]
-    assert result.problems[0].rows == [1]
+    assert result.problems[0].rows == [2]
     assert len(result.prepared_rows) == 1
     assert result.verdict == "ready"
 
@@ -308,7 +308,8 @@ def test_sharegpt_turns_normalised_and_bot_rejected(tmp_path):
     assert roles == [["user", "assistant"], ["user", "assistant"], ["system", "user", "assistant"]]
     errors = [p for p in result.problems if p.severity == "error"]
     assert len(errors) == 1
-    assert errors[0].rows == [3]
+    assert errors[0].rows == [4]
+    assert "Row 4" in errors[0].message
     assert "'bot'" in errors[0].message
     assert result.applied_mapping["roles"]["gpt"] == "assistant"
     for row in result.prepared_rows:
@@ -344,10 +345,29 @@ def test_implicit_prompts_made_explicit():
                      "rejected": [{"role": "assistant", "content": "green"}]}
     assert third["prompt"] == ""
     codes = {(p.code, p.severity): p.rows for p in result.problems}
-    assert codes[("identical_completions", "error")] == [1]
-    assert codes[("ambiguous_prompt", "warning")] == [2]
+    assert codes[("identical_completions", "error")] == [2]
+    assert codes[("ambiguous_prompt", "warning")] == [3]
     for row in result.prepared_rows:
         assert maybe_extract_prompt(row) == row
+
+
+@pytest.mark.parametrize(
+    ("rejected_reply", "code"),
+    [
+        ({"role": "assistant", "content": "  "}, "empty_content"),  # whitespace-only rejected reply
+        ({"role": "bot", "content": "green"}, "unknown_role"),  # role no template knows
+    ],
+)
+def test_preference_messages_checked(rejected_reply, code):
+    user = {"role": "user", "content": "what color is the sky"}
+    good = {"chosen": [user, {"role": "assistant", "content": "blue"}],
+            "rejected": [user, {"role": "assistant", "content": "green"}]}
+    bad = {"chosen": [user, {"role": "assistant", "content": "blue"}], "rejected": [user, rejected_reply]}
+
+    result = validate_dataset([good, bad], "dpo")
+
+    assert [(p.code, p.rows) for p in result.problems] == [(code, [2])]
+    assert len(result.prepared_rows) == 1
 
 
 # --- chat rows for a tokenizer without a chat template ---------------------------------------------------------
@@ -391,9 +411,9 @@ def test_tool_call_rows_checked_per_field():
     errors = {p.code: p for p in result.problems if p.severity == "error"}
     assert len(result.prepared_rows) == 2
     assert result.num_normalized == 1
-    assert errors["null_content"].rows == [1]
+    assert errors["null_content"].rows == [2]
     assert "content" in errors["null_content"].message
-    assert errors["missing_tool_schema"].rows == [3]
+    assert errors["missing_tool_schema"].rows == [4]
     assert "`tools`" in errors["missing_tool_schema"].message
     assert "tool_calls" not in result.prepared_rows[1]["messages"][1]
     for row in result.prepared_rows:

@@ -22,6 +22,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--model", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL})")
     run.add_argument("--dataset", help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder")
     run.add_argument("--dataset-config", help="Hub dataset configuration name")
+    run.add_argument("--map", dest="mapping", help="rename dataset columns before validation and training, source=target pairs: question=prompt,answer=completion")
     run.add_argument("--method", help="training method: sft (dpo and grpo are planned)")
     run.add_argument("--benchmark", help="benchmark: humaneval")
     run.add_argument("--max-steps", type=int, help="optimizer steps of the training run (default 30)")
@@ -53,11 +54,13 @@ def run_command(args: argparse.Namespace) -> int:
     from ..hub import is_hub_reachable
     from ..loop import ApprovalLimits, open_experiment, run_experiment, summarize
     from ..preflight import check_plan_inputs
+    from .validate import parse_column_mapping
 
     overrides = PlanOverrides(
         model=args.model,
         dataset=args.dataset,
         dataset_config=args.dataset_config,
+        column_mapping=parse_column_mapping(args.mapping) or None,
         method=args.method,
         benchmark=args.benchmark,
         max_steps=args.max_steps,

@@ -44,6 +44,10 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(format_plan(experiment.id, experiment.plan))
     print(f"status: {experiment.status.value}; stages done: {', '.join(s.value for s in experiment.completed_stages) or 'none'}")
+    if experiment.validation:
+        validation = experiment.validation
+        kept = validation["num_checked"] - validation["num_rejected"]
+        print(f"validation: {validation['verdict']} for {validation['method'].upper()}, {kept} of {validation['num_checked']} rows kept")
     for run in experiment.runs:
         print(f"  {run.run_id}: {run.status}, job {run.job_id}, metrics {run.metrics_summary}")
     for score in experiment.baseline_scores:

@@ -59,7 +59,7 @@ def load_dataset_rows(
     path = Path(reference).expanduser()
     if path.exists():
         dataset = _load_local(path, split=split)
-    elif _looks_like_path(reference):
+    elif looks_like_path(reference):
         raise DatasetError(f"Dataset file or folder not found: {reference!r}; check the path.")
     else:
         dataset = load_hub_dataset(reference, split=split, config=config, limit=limit, streaming=streaming_sample)
@@ -97,7 +97,8 @@ def load_hub_dataset(
         raise DatasetError(f"Cannot load split {split!r} (config {config!r}) of dataset {reference!r}: {err}") from err
 
 
-def _looks_like_path(reference: str) -> bool:
+def looks_like_path(reference: str) -> bool:
+    """Tell whether a reference that names no existing file is meant as a local path rather than a Hub id."""
     return (
         reference.startswith((".", "/", "~"))
         or Path(reference).suffix.lower() in FILE_BUILDERS
@@ -165,7 +166,7 @@ def to_chat_messages(dataset: datasets.Dataset) -> datasets.Dataset:
 
     Raises:
         DatasetError: If no known format matches, or a ShareGPT row has a role outside `human`, `gpt`,
-            `assistant`, `system` (the error names the row, numbered from 0).
+            `assistant`, `system` (the error names the row, counted from 1).
     """
     columns = set(dataset.column_names)
     if "messages" in columns:
@@ -194,12 +195,12 @@ def _sharegpt_row(row: dict, index: int) -> dict:
     if not is_sharegpt_turns(turns):
         if is_message_list(turns):
             return {"messages": turns}
-        raise DatasetError(f"Row {index}: `conversations` is not a list of `from`/`value` turns.")
+        raise DatasetError(f"Row {index + 1}: `conversations` is not a list of `from`/`value` turns.")
     try:
         return {"messages": sharegpt_to_messages(turns)}
     except UnknownRoleError as err:
         raise DatasetError(
-            f"Row {index}: unknown role {err.role!r} in `conversations[{err.turn_index}].from`; "
+            f"Row {index + 1}: unknown role {err.role!r} in `conversations[{err.turn_index}].from`; "
             "known roles are human, gpt, assistant and system. Fix or drop the row."
         ) from err
 

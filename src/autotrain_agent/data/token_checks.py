@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from autotrain_agent.data.chat_format import is_message_list, resolve_chat_template
 from autotrain_agent.data.collation import choose_pad_token
+from autotrain_agent.data.row_checks import Problem
 from autotrain_agent.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -66,17 +67,22 @@ def _render_ids(tokenizer, messages, chat_template, tools, *, add_generation_pro
 
 
 def check_with_tokenizer(
-    rows: list[dict], result, *, tokenizer, max_length: int | None, chat_template: str | None,
-    assistant_only_loss: bool, completion_only_loss: bool, truncation: str, prefix_rendering: bool,
-) -> list[dict]:
-    """Run the tokenizer-dependent checks on prepared rows, record findings in `result`, return the kept rows."""
-    from autotrain_agent.data.validation import Problem, summarize_lengths
+    rows: list[dict], row_numbers: list[int], result, *, tokenizer, max_length: int | None,
+    chat_template: str | None, assistant_only_loss: bool, completion_only_loss: bool, truncation: str,
+    prefix_rendering: bool,
+) -> tuple[list[dict], list[int]]:
+    """Run the tokenizer-dependent checks on prepared rows, record findings in `result`, return the kept rows.
+
+    `row_numbers` contains each row's number in the dataset, counted from 1. The kept rows' numbers are returned
+    with them.
+    """
+    from autotrain_agent.data.validation import summarize_lengths
 
     template = _choose_template(rows, result, tokenizer=tokenizer, chat_template=chat_template)
     if result.verdict == "incompatible":
-        return rows
+        return rows, row_numbers
     _choose_padding(result, tokenizer)
-    rows = _render_all(rows, result, tokenizer=tokenizer, template=template)
+    rows, row_numbers = _render_all(rows, row_numbers, result, tokenizer=tokenizer, template=template)
 
     measured = []
     for index, row in enumerate(rows):
@@ -85,24 +91,22 @@ def check_with_tokenizer(
     if assistant_only_loss and rows and "messages" in rows[0] and not any(measured[0]["trainable"]):
         name = getattr(tokenizer, "name_or_path", "") or "in-memory tokenizer"
         result.verdict = "incompatible"
-        result.problems.append(Problem(code="empty_assistant_mask", message=(
-            f"The assistant mask is empty for row 0 with the chat template of {name!r}: the template has no "
+        result.problems.append(Problem(code="empty_assistant_mask", rows=row_numbers[:1], message=(
+            f"The assistant mask is empty for row {row_numbers[0]} with the chat template of {name!r}: the template has no "
             "`{% generation %}` markers and prefix rendering did not find the replies. Choose a template with "
             "generation markers (for example `--chat-template chatml`) or turn off `assistant_only_loss`."
         )))
-        return rows
+        return rows, row_numbers
 
     if max_length is not None:
-        rows, measured = _apply_truncation(rows, measured, result, tokenizer=tokenizer, max_length=max_length,
-                                           truncation=truncation)
+        rows, row_numbers, measured = _apply_truncation(rows, row_numbers, measured, result, tokenizer=tokenizer,
+                                                        max_length=max_length, truncation=truncation)
     if measured:
         result.token_lengths = summarize_lengths([len(m["input_ids"]) for m in measured], max_length=max_length)
-    return rows
+    return rows, row_numbers
 
 
 def _choose_template(rows, result, *, tokenizer, chat_template: str | None) -> str | None:
-    from autotrain_agent.data.validation import Problem
-
     if chat_template is not None:
         try:
             template = resolve_chat_template(chat_template)
@@ -124,8 +128,6 @@ def _choose_template(rows, result, *, tokenizer, chat_template: str | None) -> s
 
 
 def _choose_padding(result, tokenizer) -> None:
-    from autotrain_agent.data.validation import Problem
-
     token, reason = choose_pad_token(tokenizer)
     result.pad_token = token
     if tokenizer.pad_token is None:
@@ -135,32 +137,30 @@ def _choose_padding(result, tokenizer) -> None:
         ))
 
 
-def _render_all(rows, result, *, tokenizer, template) -> list[dict]:
+def _render_all(rows, row_numbers, result, *, tokenizer, template) -> tuple[list[dict], list[int]]:
     """Drop rows that the chat template cannot render, such as roles a strict template rejects."""
-    from autotrain_agent.data.validation import Problem
-
-    kept = []
+    kept, kept_numbers = [], []
     failed: list[int] = []
     first_error = ""
-    for index, row in enumerate(rows):
+    for number, row in zip(row_numbers, rows):
         messages = row.get("messages")
-        if messages is None:
-            kept.append(row)
-            continue
-        try:
-            tokenizer.apply_chat_template(messages, chat_template=template, tools=row.get("tools"), tokenize=False)
-        except Exception as err:  # noqa: BLE001 - Jinja templates raise any type via raise_exception
-            failed.append(index)
-            first_error = first_error or f"{type(err).__name__}: {err}"
-            continue
+        if messages is not None:
+            try:
+                tokenizer.apply_chat_template(messages, chat_template=template, tools=row.get("tools"),
+                                              tokenize=False)
+            except Exception as err:  # noqa: BLE001 - Jinja templates raise any type via raise_exception
+                failed.append(number)
+                first_error = first_error or f"{type(err).__name__}: {err}"
+                continue
         kept.append(row)
+        kept_numbers.append(number)
     if failed:
         result.num_rejected += len(failed)
         result.problems.append(Problem(code="template_failed", rows=failed, message=(
             f"The chat template failed to render {len(failed)} prepared rows ({first_error}); fix those rows "
             "or choose another template."
         )))
-    return kept
+    return kept, kept_numbers
 
 
 def _measure_row(row, *, tokenizer, template, assistant_only_loss, completion_only_loss, prefix_rendering) -> dict:
@@ -192,17 +192,16 @@ def _encode_part(tokenizer, value, template, *, add_generation_prompt: bool) -> 
     return list(encoded["input_ids"] if isinstance(encoded, Mapping) else encoded)
 
 
-def _apply_truncation(rows, measured, result, *, tokenizer, max_length: int, truncation: str):
-    from autotrain_agent.data.validation import Problem
-
-    starved = [i for i, m in enumerate(measured) if not any(m["trainable"][:max_length])]
+def _apply_truncation(rows, row_numbers, measured, result, *, tokenizer, max_length: int, truncation: str):
+    starved = {number for number, m in zip(row_numbers, measured) if not any(m["trainable"][:max_length])}
     if not starved:
-        return rows, measured
+        return rows, row_numbers, measured
 
-    kept_rows, kept_measured, cut = [], [], 0
-    for index, (row, measure) in enumerate(zip(rows, measured)):
-        if index not in starved:
+    kept_rows, kept_numbers, kept_measured, cut = [], [], [], 0
+    for number, row, measure in zip(row_numbers, rows, measured):
+        if number not in starved:
             kept_rows.append(row)
+            kept_numbers.append(number)
             kept_measured.append(measure)
         elif truncation == "cut_prompt_left" and isinstance(row.get("prompt"), str) and "prompt_ids" in measure:
             completion_length = len(measure["input_ids"]) - len(measure["prompt_ids"])
@@ -211,14 +210,17 @@ def _apply_truncation(rows, measured, result, *, tokenizer, max_length: int, tru
                 continue
             prompt = tokenizer.decode(measure["prompt_ids"][-keep:])
             kept_rows.append({**row, "prompt": prompt})
+            kept_numbers.append(number)
             kept_measured.append({"input_ids": measure["prompt_ids"][-keep:] + [0] * completion_length})
             cut += 1
     action = (f"cut the prompts of {cut} of them from the left (truncation='cut_prompt_left')" if truncation ==
               "cut_prompt_left" else "dropped them (truncation='drop')")
     dropped = len(starved) - cut
     result.num_rejected += dropped
-    result.problems.append(Problem(code="no_trainable_tokens", rows=starved, severity="warning", message=(
+    result.problems.append(Problem(code="no_trainable_tokens", rows=sorted(starved), severity="warning", message=(
         f"{len(starved)} of {len(rows)} rows would keep no trainable token after truncation to "
         f"max_length={max_length}; {action}. Raise `max_length` or shorten the prompts."
     )))
-    return kept_rows, kept_measured
+    if cut:
+        result.conversions.append(f"Cut the prompts of {cut} rows from the left to fit max_length={max_length}.")
+    return kept_rows, kept_numbers, kept_measured

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import datasets
 from pydantic import BaseModel, Field, PrivateAttr
 
-from autotrain_agent.data.chat_format import (
-    KNOWN_ROLES,
-    UnknownRoleError,
-    is_message_list,
-    is_sharegpt_turns,
-    resolve_chat_template,
-    sharegpt_to_messages,
-)
+from autotrain_agent.data.chat_format import SHAREGPT_ROLES, resolve_chat_template
+from autotrain_agent.data.row_checks import Problem, RowReport, check_rows
+from autotrain_agent.data.sampling import DatasetSample
 from autotrain_agent.errors import DatasetError
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +32,16 @@ ACCEPTED_FORMATS: dict[str, tuple[str, ...]] = {
 }
 """Dataset formats that TRL 1.16's trainer for each method accepts."""
 
+TRAINING_COLUMNS: dict[str, tuple[str, ...]] = {
+    "conversational": ("messages", "tools"),
+    "prompt_completion": ("prompt", "completion", "tools"),
+    "language_modeling": ("text",),
+    "preference": ("prompt", "chosen", "rejected", "tools"),
+    "unpaired_preference": ("prompt", "completion", "label", "tools"),
+}
+"""Columns that the training file keeps per format. Prompt-only (GRPO) rows keep every column, because TRL passes
+the extra columns to the reward functions."""
+
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "messages": ("conversation", "dialog", "dialogue", "chat"),
     "prompt": ("question", "instruction", "query", "problem", "input"),
@@ -43,19 +51,6 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "text": ("content", "document", "body"),
 }
 """Column names that commonly stand for each TRL column, offered as a suggested mapping."""
-
-
-class Problem(BaseModel):
-    """One finding of validation, with the rows it concerns."""
-
-    code: str
-    """Stable identifier such as `empty_content` or `unknown_role`."""
-    message: str
-    """What is wrong, on which value, and what to do."""
-    rows: list[int] = Field(default_factory=list)
-    """Row numbers, counted from 0, that show the problem. Empty for dataset-wide findings."""
-    severity: Literal["error", "warning", "info"] = "error"
-    """`error` rejects the rows named (or the dataset), `warning` keeps them, `info` records a choice made."""
 
 
 class ValidationResult(BaseModel):
@@ -68,12 +63,14 @@ class ValidationResult(BaseModel):
     detected_format: str
     """TRL dataset format: conversational, prompt_completion, language_modeling, preference,
     unpaired_preference, prompt_only or unknown."""
-    num_rows: int
-    """Rows in the dataset, not only in the validated sample."""
+    num_rows: int | None
+    """Rows in the dataset, not only in the validated sample; `None` when the source stores no count."""
+    count_source: str = "dataset length"
+    """Origin of `num_rows`, such as `Parquet metadata`, `line count` or `Hub metadata`."""
     num_checked: int = 0
-    """Rows that validation inspected (the sample)."""
+    """Rows that validation inspected: the first rows of the split, up to the sample size."""
     num_rejected: int = 0
-    """Checked rows dropped because of an error."""
+    """Checked rows dropped because of an error or because they keep no trainable token."""
     num_normalized: int = 0
     """Checked rows that were kept after a harmless fix, such as dropping an empty `tool_calls` list."""
     problems: list[Problem] = Field(default_factory=list)
@@ -81,7 +78,12 @@ class ValidationResult(BaseModel):
     suggested_mapping: dict[str, str] = Field(default_factory=dict)
     """Column renames (source name to TRL name) that would make the dataset fit the method."""
     applied_mapping: dict[str, Any] = Field(default_factory=dict)
-    """Conversions validation applied itself, such as ShareGPT roles to TRL roles; store it in the plan."""
+    """Column renames applied (source name to TRL name, from `column_mapping` and ShareGPT conversion) and, under
+    `roles`, ShareGPT role renames; store it in the plan."""
+    conversions: list[str] = Field(default_factory=list)
+    """Every change made to the rows training receives, one sentence each, with row counts."""
+    fitting_methods: list[str] = Field(default_factory=list)
+    """Methods whose TRL trainer accepts the detected format as it is."""
     token_lengths: dict | None = None
     """Token counts per kept row (min, median, p95, max, over_max_length), when a tokenizer is given."""
     chat_template: str | None = None
@@ -106,30 +108,8 @@ class ValidationResult(BaseModel):
             raise DatasetError(f"Dataset is incompatible with {self.method}: {errors}")
 
 
-class _RowReport:
-    """Collects per-row findings so they can be grouped into one `Problem` per code."""
-
-    def __init__(self) -> None:
-        self.findings: dict[tuple[str, str], list[int]] = {}
-        self.messages: dict[tuple[str, str], str] = {}
-
-    def add(self, code: str, index: int, message: str, severity: str = "error") -> None:
-        key = (code, severity)
-        self.findings.setdefault(key, []).append(index)
-        self.messages.setdefault(key, message)
-
-    def to_problems(self) -> list[Problem]:
-        problems = []
-        for (code, severity), rows in self.findings.items():
-            message = self.messages[(code, severity)]
-            if len(rows) > 1:
-                message = f"{message} ({len(rows)} rows: {_format_rows(rows)})"
-            problems.append(Problem(code=code, message=message, rows=rows, severity=severity))
-        return problems
-
-
 def validate_dataset(
-    dataset: datasets.Dataset | Sequence[Mapping[str, Any]],
+    dataset: datasets.Dataset | DatasetSample | Sequence[Mapping[str, Any]],
     method: Method,
     *,
     tokenizer=None,
@@ -149,10 +129,11 @@ def validate_dataset(
     schema, implicit DPO prompts), then, when a tokenizer is given, the chat template, the padding token, the
     assistant-token mask and token lengths against `max_length`. Row errors drop only those rows. The verdict is
     `incompatible` when a dataset-wide error occurs or no row is left. Nothing is raised for bad data; call
-    `raise_if_incompatible` to stop on it.
+    `raise_if_incompatible` to stop on it. Problems name rows by number, counted from 1.
 
     Args:
-        dataset: Dataset or in-memory list of row dicts. A list may mix value types that Arrow cannot hold.
+        dataset: Dataset, sample read by `read_validation_sample`, or in-memory list of row dicts. A list may mix
+            value types that Arrow cannot hold.
         method: Training method: `sft`, `dpo`, `grpo` or `kto`.
         tokenizer: Tokenizer of the model to train. Without it the token checks are skipped.
         max_length: Sequence length of training, in tokens.
@@ -171,27 +152,30 @@ def validate_dataset(
             data errors).
     """
     _check_arguments(method, sample_size=sample_size, max_length=max_length, truncation=truncation)
-    rows, num_rows = _sample_rows(dataset, sample_size)
-    rows = [_rename(row, column_mapping or {}) for row in rows]
-    columns = set(rows[0]) if rows else set()
+    sample = _sample_rows(dataset, sample_size)
+    rows = [_rename(row, column_mapping or {}) for row in sample.rows]
+    columns = _columns_of(rows)
     detected_format = detect_format(columns)
     result = ValidationResult(
-        verdict="ready", method=method, detected_format=detected_format, num_rows=num_rows, num_checked=len(rows)
+        verdict="ready", method=method, detected_format=detected_format, num_rows=sample.num_rows,
+        count_source=sample.count_source, num_checked=len(rows), fitting_methods=methods_for_format(detected_format),
     )
     if not rows:
         return _incompatible(result, "empty_dataset", "The dataset has no rows; pass a dataset with data.")
     if detected_format not in ACCEPTED_FORMATS[method]:
         return _reject_format(result, columns)
 
-    prepared, report = _check_rows(rows, method, detected_format, result)
+    prepared, numbers, report = check_rows(rows, list(range(1, len(rows) + 1)), method=method,
+                                           detected_format=detected_format)
     result.problems.extend(report.to_problems())
     result.num_rejected = len(rows) - len(prepared)
     result.num_normalized = len(report.findings.get(("normalized", "info"), []))
     if tokenizer is not None and prepared:
         from autotrain_agent.data.token_checks import check_with_tokenizer
 
-        prepared = check_with_tokenizer(
+        prepared, numbers = check_with_tokenizer(
             prepared,
+            numbers,
             result,
             tokenizer=tokenizer,
             max_length=max_length,
@@ -205,10 +189,25 @@ def validate_dataset(
         result.chat_template = _resolve_template(chat_template)
 
     result._prepared_rows = prepared
+    _record_conversions(result, report, column_mapping or {})
     if result.verdict != "incompatible" and not prepared:
         _incompatible(result, "no_rows_left", f"No row of the {len(rows)} checked is left to train on.")
     logger.debug("Validated %d rows for %s: %s", len(rows), method, result.verdict)
     return result
+
+
+def methods_for_format(detected_format: str) -> list[str]:
+    """Return the methods whose trainer accepts `detected_format` without conversion."""
+    return [method for method, formats in ACCEPTED_FORMATS.items() if detected_format in formats]
+
+
+def to_training_row(row: dict, detected_format: str) -> dict:
+    """Keep the columns that training reads for `detected_format`, so that extra columns cannot change how TRL
+    reads the row (a stray `prompt` next to `messages` would make TRL treat it as prompt/completion)."""
+    kept = TRAINING_COLUMNS.get(detected_format)
+    if kept is None:
+        return dict(row)
+    return {column: row[column] for column in kept if column in row}
 
 
 def detect_format(columns: set[str]) -> str:
@@ -246,12 +245,27 @@ def _resolve_template(choice: str) -> str:
         raise DatasetError(str(err)) from err
 
 
-def _sample_rows(dataset, sample_size: int | None) -> tuple[list[dict], int]:
+def _sample_rows(dataset, sample_size: int | None) -> DatasetSample:
+    if isinstance(dataset, DatasetSample):
+        rows = dataset.rows if sample_size is None else dataset.rows[:sample_size]
+        return DatasetSample(rows=[dict(row) for row in rows], num_rows=dataset.num_rows,
+                             count_source=dataset.count_source)
     num_rows = len(dataset)
     count = num_rows if sample_size is None else min(sample_size, num_rows)
-    if isinstance(dataset, datasets.Dataset):
-        return [dict(row) for row in dataset.select(range(count))], num_rows
-    return [dict(row) for row in list(dataset)[:count]], num_rows
+    # A `datasets.Dataset` exists only once `datasets` is imported, and importing it takes 1 to 2 s.
+    loaded = sys.modules.get("datasets")
+    if loaded is not None and isinstance(dataset, loaded.Dataset):
+        rows = [dict(row) for row in dataset.select(range(count))]
+    else:
+        rows = [dict(row) for row in list(dataset)[:count]]
+    return DatasetSample(rows=rows, num_rows=num_rows, count_source="dataset length")
+
+
+def _columns_of(rows: list[dict]) -> set[str]:
+    """Return the columns that the first row fills; Arrow gives every row every column, with None when absent."""
+    if not rows:
+        return set()
+    return {column for column, value in rows[0].items() if value is not None} or set(rows[0])
 
 
 def _rename(row: dict, mapping: dict[str, str]) -> dict:
@@ -311,175 +325,37 @@ def _suggest_mapping(columns: set[str], method: str) -> dict[str, str]:
     return {}
 
 
-def _check_rows(
-    rows: list[dict], method: str, detected_format: str, result: ValidationResult
-) -> tuple[list[dict], _RowReport]:
-    report = _RowReport()
-    prepared = []
-    for index, row in enumerate(rows):
-        if detected_format == "conversational":
-            checked = _check_conversation_row(row, index, report, result, method=method)
-        elif detected_format == "preference":
-            checked = _check_preference_row(row, index, report)
-        else:
-            checked = _check_text_fields(row, index, report, detected_format)
-        if checked is not None:
-            prepared.append(checked)
-    return prepared, report
+def _record_conversions(result: ValidationResult, report: RowReport, column_mapping: dict[str, str]) -> None:
+    """Describe in `result` every change made to the rows training receives."""
+    if column_mapping:
+        result.applied_mapping.update(column_mapping)
+        renames = ", ".join(f"{source!r} -> {target!r}" for source, target in column_mapping.items())
+        result.conversions.append(f"Renamed columns: {renames}.")
+    if report.sharegpt_rows:
+        roles = {alias: role for alias, role in SHAREGPT_ROLES.items() if alias != role}
+        result.applied_mapping.update({"conversations": "messages", "from": "role", "value": "content",
+                                       "roles": roles})
+        shown = ", ".join(f"{alias} -> {role}" for alias, role in roles.items())
+        result.conversions.append(f"Converted {_count_rows(report.sharegpt_rows)} of ShareGPT `conversations` "
+                                  f"(`from`/`value`) to `messages` (`role`/`content`), with roles {shown}.")
+    if report.explicit_prompt_rows:
+        result.conversions.append(f"Moved the shared leading turns of `chosen` and `rejected` into an explicit "
+                                  f"`prompt` in {_count_rows(report.explicit_prompt_rows)}.")
+    empty_prompts = report.findings.get(("ambiguous_prompt", "warning"), [])
+    if empty_prompts:
+        result.conversions.append(f"Gave {_count_rows(len(empty_prompts))} of plain-text preferences an empty "
+                                  "`prompt`.")
+    if result.num_normalized:
+        result.conversions.append(f"Dropped empty `tool_calls` lists in {_count_rows(result.num_normalized)}.")
+    if result.num_rejected:
+        codes = sorted({p.code for p in result.problems if p.rows and p.severity == "error"}
+                       | {p.code for p in result.problems if p.code == "no_trainable_tokens"})
+        result.conversions.append(f"Dropped {result.num_rejected} of {result.num_checked} checked rows "
+                                  f"({', '.join(codes)}).")
 
 
-def _is_blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _check_text_fields(row: dict, index: int, report: _RowReport, detected_format: str) -> dict | None:
-    fields = {
-        "language_modeling": ["text"],
-        "prompt_completion": ["prompt", "completion"],
-        "prompt_only": ["prompt"],
-        "unpaired_preference": ["prompt", "completion"],
-    }[detected_format]
-    for field in fields:
-        value = row.get(field)
-        if is_message_list(value):
-            if not _check_messages(value, index, report, field=field, row=row, need_assistant=False):
-                return None
-        elif not isinstance(value, str) and value is not None:
-            report.add("wrong_type", index, f"Row {index}: `{field}` must be a string or a message list, "
-                       f"got {type(value).__name__}.")
-            return None
-        elif _is_blank(value):
-            report.add("empty_content", index, f"Row {index}: `{field}` is empty or only whitespace.")
-            return None
-    if detected_format == "unpaired_preference" and not isinstance(row.get("label"), bool):
-        report.add("wrong_type", index, f"Row {index}: `label` must be true or false, got {row.get('label')!r}.")
-        return None
-    return row
-
-
-def _check_conversation_row(
-    row: dict, index: int, report: _RowReport, result: ValidationResult, *, method: str
-) -> dict | None:
-    row = dict(row)
-    if "messages" not in row:
-        turns = row.pop("conversations")
-        if not is_sharegpt_turns(turns) and not is_message_list(turns):
-            report.add("broken_row", index, f"Row {index}: `conversations` is not a list of turns.")
-            return None
-        try:
-            row["messages"] = sharegpt_to_messages(turns) if is_sharegpt_turns(turns) else turns
-        except UnknownRoleError as err:
-            report.add("unknown_role", index, f"Row {index}: unknown role {err.role!r} in "
-                       f"`conversations[{err.turn_index}].from`; map it to user, assistant or system, or drop the row.")
-            return None
-        if is_sharegpt_turns(turns):
-            result.applied_mapping = {"conversations": "messages", "from": "role", "value": "content",
-                                      "roles": {"human": "user", "gpt": "assistant", "assistant": "assistant",
-                                                "system": "system"}}
-    messages = row["messages"]
-    if not isinstance(messages, list) or not messages:
-        report.add("broken_row", index, f"Row {index}: `messages` must be a non-empty list of messages.")
-        return None
-    messages = [dict(message) if isinstance(message, Mapping) else message for message in messages]
-    row["messages"] = messages
-    if not _check_messages(messages, index, report, field="messages", row=row, need_assistant=method == "sft"):
-        return None
-    return row
-
-
-def _check_messages(
-    messages: list, index: int, report: _RowReport, *, field: str, row: dict, need_assistant: bool
-) -> bool:
-    normalized = False
-    for turn, message in enumerate(messages):
-        where = f"`{field}[{turn}]`"
-        if not isinstance(message, dict) or "role" not in message:
-            report.add("broken_row", index, f"Row {index}: {where} is not a dict with a `role`.")
-            return False
-        role = message["role"]
-        if role not in KNOWN_ROLES:
-            report.add("unknown_role", index, f"Row {index}: {where} has unknown role {role!r}; use one of "
-                       f"{sorted(KNOWN_ROLES)}.")
-            return False
-        tool_calls = message.get("tool_calls")
-        if tool_calls is not None and not tool_calls:
-            del message["tool_calls"]
-            normalized = True
-            tool_calls = None
-        content = message.get("content")
-        if tool_calls:
-            if not row.get("tools"):
-                report.add("missing_tool_schema", index, f"Row {index}: {where}.tool_calls calls a tool but the "
-                           "row's `tools` schema is missing; add the tool schemas to `tools`.")
-                return False
-        elif content is None:
-            report.add("null_content", index, f"Row {index}: {where}.content is null and the turn has no "
-                       "tool calls; give it text or tool calls.")
-            return False
-        if content is not None and not isinstance(content, (str, list)):
-            report.add("wrong_type", index, f"Row {index}: {where}.content must be a string or a list of parts, "
-                       f"got {type(content).__name__}.")
-            return False
-        if not tool_calls and _is_blank(content if isinstance(content, str) else "x"):
-            report.add("empty_content", index, f"Row {index}: {where}.content is empty or only whitespace.")
-            return False
-
-    _warn_on_turn_order(messages, index, report, field=field)
-    if need_assistant and not any(m["role"] == "assistant" for m in messages):
-        report.add("no_assistant_turn", index, f"Row {index}: `{field}` has no assistant turn to train on.")
-        return False
-    if normalized:
-        report.add("normalized", index, f"Row {index}: dropped an empty `tool_calls` list.", severity="info")
-    return True
-
-
-def _warn_on_turn_order(messages: list[dict], index: int, report: _RowReport, *, field: str) -> None:
-    roles = [m["role"] for m in messages]
-    if "system" in roles[1:]:
-        report.add("misplaced_system", index, f"Row {index}: `{field}` has a system message after the first "
-                   "turn; many chat templates reject it.", severity="warning")
-    dialogue = [role for role in roles if role in ("user", "assistant")]
-    if any(a == b for a, b in zip(dialogue, dialogue[1:])):
-        report.add("roles_not_alternating", index, f"Row {index}: user and assistant turns in `{field}` do not "
-                   "alternate; strict templates raise on this.", severity="warning")
-
-
-def _check_preference_row(row: dict, index: int, report: _RowReport) -> dict | None:
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if _is_blank(chosen) or _is_blank(rejected) or chosen == [] or rejected == []:
-        report.add("empty_content", index, f"Row {index}: `chosen` or `rejected` is empty.")
-        return None
-    if chosen == rejected:
-        report.add("identical_completions", index, f"Row {index}: `chosen` equals `rejected`, so the pair "
-                   "teaches nothing; drop or fix the row.")
-        return None
-    if "prompt" in row and row["prompt"] is not None:
-        return row
-
-    if is_message_list(chosen) and is_message_list(rejected):
-        return _split_implicit_prompt(row, index, report)
-    report.add("ambiguous_prompt", index, f"Row {index}: `chosen` and `rejected` are plain text with no `prompt`, "
-               "so the prompt cannot be told from shared words; the row trains with an empty prompt. Add a "
-               "`prompt` column to fix it.", severity="warning")
-    return {**row, "prompt": ""}
-
-
-def _split_implicit_prompt(row: dict, index: int, report: _RowReport) -> dict | None:
-    """Move the turns that `chosen` and `rejected` share into an explicit `prompt`, split at a turn boundary."""
-    chosen, rejected = row["chosen"], row["rejected"]
-    shared = 0
-    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
-        shared += 1
-    if shared == 0 or shared == len(chosen) or shared == len(rejected):
-        report.add("ambiguous_prompt", index, f"Row {index}: `chosen` and `rejected` share no whole leading turn "
-                   "or one contains the other; add an explicit `prompt`.")
-        return None
-    return {**row, "prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
-
-
-def _format_rows(rows: list[int], shown: int = 10) -> str:
-    text = ", ".join(str(row) for row in rows[:shown])
-    return text + (", ..." if len(rows) > shown else "")
+def _count_rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
 
 
 def summarize_lengths(lengths: list[int], *, max_length: int | None) -> dict:

@@ -5,66 +5,99 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..context import ExperimentContext
 from ..errors import DatasetError
 from ..recipes import BUILTIN_CODE_DATASET
 from ..state import Stage
 
+if TYPE_CHECKING:
+    from ..data.sampling import DatasetSample
+
 logger = logging.getLogger(__name__)
+
+_ALL_ROWS = 10**12
+"""Row limit that reads every row of any real dataset."""
 
 
 def validate_dataset(ctx: ExperimentContext) -> str:
-    """Resolve the plan's model, prepare its dataset as a local JSONL file, and validate it for the method.
+    """Resolve the plan's model, validate every row of its dataset for the method, and write the prepared rows.
 
-    Nothing is trained or paid for here. The stage completes only when the verdict is `ready`.
+    Nothing is trained or paid for here. The file that training reads holds the prepared rows: the plan's column
+    mapping applied, ShareGPT turns converted, implicit preference prompts made explicit, rejected rows dropped,
+    and only the columns the method's trainer reads. The result and the conversions are stored in the
+    experiment; the stage completes only when the verdict is `ready`.
 
     Returns:
         A one-paragraph summary for the planner and the user.
 
     Raises:
         DatasetError: If the dataset is missing, unreadable or not ready for the method; the message lists the
-            problems with their row numbers.
+            problems with their row numbers (counted from 1).
     """
     experiment = ctx.experiment
     plan = experiment.plan
     model = _resolve_model(ctx)
-    rows_path, provenance = _prepare_rows(ctx)
+    rows, provenance = _read_rows(ctx)
 
-    from datasets import load_dataset
     from transformers import AutoTokenizer
 
     from ..data.validation import validate_dataset as check_rows
 
-    dataset = load_dataset("json", data_files=str(rows_path), split="train")
     tokenizer = AutoTokenizer.from_pretrained(model)
     result = check_rows(
-        dataset,
+        rows,
         plan.method,
         tokenizer=tokenizer,
         max_length=plan.hyperparameters.max_length,
         column_mapping=plan.dataset.column_mapping or None,
+        sample_size=None,
     )
     experiment.validation = result.model_dump(mode="json")
-    experiment.dataset_path = str(rows_path)
     experiment.dataset_provenance = provenance
-    ctx.record("dataset_validated", verdict=result.verdict, rows=result.num_rows)
     if result.verdict != "ready":
-        problems = "; ".join(f"{p.code} (rows {p.rows[:5]}): {p.message}" for p in result.problems[:5])
-        raise DatasetError(
-            f"Dataset {plan.dataset.reference!r} is {result.verdict} for {plan.method.upper()}: {problems}. "
-            f"Fix the rows or pass a column mapping, then run the same command again."
-        )
+        ctx.record("dataset_validated", verdict=result.verdict, rows=result.num_rows)
+        raise DatasetError(f"Dataset {plan.dataset.reference!r} is {result.verdict} for {plan.method.upper()}: "
+                           f"{_describe_problems(result)}. Fix the rows or pass a column mapping (`--map`), then "
+                           "run the same command again.")
 
+    rows_path = write_training_rows(result, ctx.folder / "data" / "train.jsonl")
+    experiment.dataset_path = str(rows_path)
+    ctx.record("dataset_validated", verdict=result.verdict, rows=result.num_rows,
+               kept=len(result.prepared_rows), dropped=result.num_rejected)
     ctx.complete_stage(Stage.VALIDATE)
     lengths = result.token_lengths or {}
     summary = (
-        f"Dataset ready for {plan.method.upper()}: {result.num_rows} rows, format {result.detected_format}"
+        f"Dataset ready for {plan.method.upper()}: {len(result.prepared_rows)} of {result.num_checked} rows kept, "
+        f"format {result.detected_format}"
         + (f", tokens median {lengths.get('median')} / max {lengths.get('max')}" if lengths else "")
+        + "".join(f". {conversion}" for conversion in result.conversions)
         + f". Model files at {model}."
     )
     ctx.echo(summary)
     return summary
+
+
+def write_training_rows(result, path: Path) -> Path:
+    """Write the prepared rows of a validation result as JSONL, with the columns the method's trainer reads."""
+    from ..data.validation import to_training_row
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(json.dumps(to_training_row(row, result.detected_format), ensure_ascii=False) + "\n"
+                       for row in result.prepared_rows)
+    return path
+
+
+def _describe_problems(result) -> str:
+    errors = [p for p in result.problems if p.severity == "error"] or result.problems
+    shown = "; ".join(f"{p.code} (rows {p.rows[:5]}): {p.message}" if p.rows else f"{p.code}: {p.message}"
+                      for p in errors[:5])
+    if result.suggested_mapping:
+        pairs = ",".join(f"{source}={target}" for source, target in result.suggested_mapping.items())
+        shown += f"; suggested mapping: --map {pairs}"
+    return shown
 
 
 def _resolve_model(ctx: ExperimentContext) -> Path:
@@ -82,27 +115,21 @@ def _resolve_model(ctx: ExperimentContext) -> Path:
     return resolved.path
 
 
-def _prepare_rows(ctx: ExperimentContext) -> tuple[Path, dict]:
-    """Return a local JSONL file of chat rows for the plan's dataset, and how it was made."""
+def _read_rows(ctx: ExperimentContext) -> tuple[DatasetSample, dict]:
+    """Read every row of the plan's dataset (up to `max_rows`) as plain Python values, and how it was made."""
+    from ..data.sampling import read_validation_sample
+
     spec = ctx.experiment.plan.dataset
+    limit = spec.max_rows or _ALL_ROWS
     if spec.reference == BUILTIN_CODE_DATASET:
         from ..data.code_functions import build_code_sft_dataset
 
         built = build_code_sft_dataset(
             cache_dir=ctx.settings.cache_dir, seed=ctx.experiment.plan.hyperparameters.seed, progress=ctx.settings.progress
         )
-        return built.path / "train.jsonl", dict(built.provenance)
+        return read_validation_sample(str(built.path / "train.jsonl"), sample_size=limit), dict(built.provenance)
 
-    from ..data.sources import load_dataset_rows, to_chat_messages
-
-    dataset = load_dataset_rows(spec.reference, split=spec.split, config=spec.config, limit=spec.max_rows)
-    if spec.column_mapping:
-        dataset = dataset.rename_columns(spec.column_mapping)
-    dataset = to_chat_messages(dataset)
-    rows_path = ctx.folder / "data" / "train.jsonl"
-    rows_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(rows_path, "w", encoding="utf-8") as out:
-        for row in dataset:
-            out.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False) + "\n")
-    provenance = {"reference": spec.reference, "config": spec.config, "split": spec.split, "rows": len(dataset)}
-    return rows_path, provenance
+    # NOTE: a Hub dataset is streamed row by row here, which is slower than a download for large sets.
+    rows = read_validation_sample(spec.reference, split=spec.split, config=spec.config, sample_size=limit)
+    provenance = {"reference": spec.reference, "config": spec.config, "split": spec.split, "rows": rows.num_rows}
+    return rows, provenance
