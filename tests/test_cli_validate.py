@@ -336,3 +336,15 @@ def test_unmapped_columns_stop_validation(tmp_path, tiny_model):
 
     assert ctx.experiment.dataset_path is None
     assert ctx.experiment.validation["verdict"] == "needs_mapping"
+
+
+def test_mostly_broken_dataset_is_incompatible(tmp_path):
+    from autotrain_agent.data.validation import validate_dataset
+
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}
+
+    result = validate_dataset([good, bad, bad, bad], "sft")
+
+    assert result.verdict == "incompatible"
+    assert any(problem.code == "too_many_rows_dropped" for problem in result.problems)

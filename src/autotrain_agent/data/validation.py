@@ -121,6 +121,7 @@ def validate_dataset(
     completion_only_loss: bool = True,
     truncation: Truncation = "drop",
     prefix_rendering: bool = True,
+    max_dropped_fraction: float = 0.5,
 ) -> ValidationResult:
     """Check that a dataset fits a training method and prepare its rows, before any job is submitted.
 
@@ -128,7 +129,8 @@ def validate_dataset(
     ShareGPT turns, alternation, an assistant turn for SFT, empty or whitespace-only values, tool calls and their
     schema, implicit DPO prompts), then, when a tokenizer is given, the chat template, the padding token, the
     assistant-token mask and token lengths against `max_length`. Row errors drop only those rows. The verdict is
-    `incompatible` when a dataset-wide error occurs or no row is left. Nothing is raised for bad data; call
+    `incompatible` when a dataset-wide error occurs, no row is left, or more than `max_dropped_fraction` of the
+    checked rows were dropped (so much broken data usually means a wrong format or mapping). Nothing is raised for bad data; call
     `raise_if_incompatible` to stop on it. Problems name rows by number, counted from 1.
 
     Args:
@@ -146,6 +148,8 @@ def validate_dataset(
             `cut_prompt_left` to remove prompt tokens from the start.
         prefix_rendering: Build the assistant mask by rendering growing conversation prefixes when the template
             has no `{% generation %}` markers.
+        max_dropped_fraction: Largest fraction of checked rows that may be dropped before the verdict becomes
+            `incompatible`.
 
     Raises:
         DatasetError: If `method`, `sample_size`, `max_length` or `chat_template` is invalid (input errors, not
@@ -190,8 +194,16 @@ def validate_dataset(
 
     result._prepared_rows = prepared
     _record_conversions(result, report, column_mapping or {})
+    dropped = len(rows) - len(prepared)
     if result.verdict != "incompatible" and not prepared:
         _incompatible(result, "no_rows_left", f"No row of the {len(rows)} checked is left to train on.")
+    elif result.verdict != "incompatible" and dropped > max_dropped_fraction * len(rows):
+        _incompatible(
+            result,
+            "too_many_rows_dropped",
+            f"{dropped} of {len(rows)} checked rows were dropped, more than {max_dropped_fraction:.0%}; fix the rows "
+            f"or the column mapping listed in the problems before training.",
+        )
     logger.debug("Validated %d rows for %s: %s", len(rows), method, result.verdict)
     return result
 
