@@ -23,7 +23,8 @@ full fine-tune), logging_steps, save_steps, save_total_limit, seed, trackio_proj
 assistant_only_loss, gradient_checkpointing, use_cpu (null picks the CPU when CUDA is missing),
 max_nonfinite_losses (stop after this many consecutive non-finite logged losses; default 3),
 train_sampling_strategy ("random", or "group_by_length" for less padding) and num_threads (torch CPU threads;
-null uses OMP_NUM_THREADS, else one per two cores).
+null uses OMP_NUM_THREADS, else one per two cores). init_adapter_path (a saved LoRA adapter to keep training, with a
+new schedule and a fresh optimizer; null starts a new adapter from `lora`).
 
 Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
@@ -77,6 +78,7 @@ DEFAULTS = {
     "max_nonfinite_losses": 3,
     "train_sampling_strategy": "random",
     "num_threads": None,
+    "init_adapter_path": None,
 }
 
 
@@ -213,13 +215,19 @@ def train(config: dict) -> dict:
         train_sampling_strategy=config["train_sampling_strategy"],
         disable_tqdm=True,
     )
+    peft_config = _build_peft_config(config["lora"])
+    if config["init_adapter_path"]:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config["init_adapter_path"], is_trainable=True)
+        peft_config = None
     progress = ProgressCallback(output_dir, max_nonfinite_losses=config["max_nonfinite_losses"])
     trainer = SFTTrainer(
         model=model,
         args=sft_config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=_build_peft_config(config["lora"]),
+        peft_config=peft_config,
         callbacks=[progress],
     )
     result = trainer.train()

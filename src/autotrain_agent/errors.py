@@ -52,3 +52,7 @@ class HarnessCalibrationError(EvaluationError):
         super().__init__(message)
         self.outcomes = outcomes
         """Outcome of each canonical solution by task id: `passed`, `failed`, `timed_out` or `error`."""
+
+
+class PolicyError(ConfigError):
+    """A policy rule file is invalid; the message names the file, the rule and the field."""

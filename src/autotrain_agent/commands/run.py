@@ -36,13 +36,46 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_unattended_arguments(run)
     run.set_defaults(handler=run_command)
+
+
+def add_unattended_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--policy`, `--notify` and `--notify-url`, shared by `run` and `resume`."""
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML rule file applied after the shipped default; rules replace default ones by name (repeatable)",
+    )
+    parser.add_argument("--notify", metavar="COMMAND", help="command run with a JSON event on stdin on approvals, policy stops, failures and the end")
+    parser.add_argument("--notify-url", metavar="URL", help="URL that receives the same JSON event as an HTTP POST")
+
+
+def apply_unattended_arguments(ctx, args: argparse.Namespace) -> None:
+    """Validate the rule files and store them on the experiment; set the notification targets.
+
+    Raises:
+        PolicyError: If a rule file is invalid.
+    """
+    from ..policy import load_policy
+
+    policy_files = [str(path.resolve()) for path in args.policy]
+    load_policy([Path(path) for path in policy_files or ctx.experiment.policy_files])
+    if policy_files and policy_files != ctx.experiment.policy_files:
+        ctx.experiment.policy_files = policy_files
+        ctx.record("policy_files_set", files=policy_files)
+    ctx.settings.notify_command = args.notify
+    ctx.settings.notify_url = args.notify_url
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
     from ..loop import open_experiment, run_experiment, summarize
+    from ..notify import notify
     from ..preflight import check_plan_inputs
 
     overrides = PlanOverrides(
@@ -73,9 +106,11 @@ def run_command(args: argparse.Namespace) -> int:
         done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
         print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
     with ctx.store.lock(ctx.experiment.id):
+        apply_unattended_arguments(ctx, args)
         result = run_experiment(ctx, max_steps=args.max_agent_steps)
     print()
     print(summarize(ctx))
+    notify(ctx, "experiment_finished", summarize(ctx))
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
 
 
