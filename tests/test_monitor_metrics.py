@@ -2,24 +2,17 @@
 
 import json
 import logging
-import os
 import sqlite3
-from pathlib import Path
 
 import pytest
-import trackio
 from trackio import SQLiteStorage
+from trackio_streams import log_rows, trackio_writes_to_test_dir  # noqa: F401 - pytest fixture
 
 from autotrain_agent.backends.base import JobStatus
 from autotrain_agent.errors import IncompleteMetricsError
 from autotrain_agent.monitor_metrics import follow_job, read_trackio_metrics
 
-from trackio_streams import log_rows, trackio_writes_to_test_dir  # noqa: F401 - pytest fixture
-
-
-@pytest.fixture(autouse=True)
-def trackio_in_test_dir(trackio_writes_to_test_dir):
-    """Every test here writes real Trackio projects under its own temporary folder."""
+pytestmark = pytest.mark.usefixtures("trackio_writes_to_test_dir")
 
 
 def test_explicit_steps_are_kept():

@@ -306,7 +306,7 @@ def test_windows_count_global_steps_not_rows():
     assert verdict.evidence["slope(metric=eval_loss, window_steps=150) below -0.009"] == pytest.approx(-0.01)
 
 
-def test_plateau_rule_sees_sparse_eval_point_at_step_800():
+def test_plateau_rule_reads_sparse_eval_points():
     series = {f"train/metric_{i}": [(step, step * 0.001) for step in range(1, 801)] for i in range(9)}
     series["eval/loss"] = [(step, 0.5) for step in range(10, 810, 10)]
     log_series("sparse", "run-1", series)
@@ -400,3 +400,10 @@ def test_extend_verdict_config_starts_from_adapter(tmp_path):
     assert new["max_steps"] == 15
     assert new["init_adapter_path"] == str(tmp_path / "final")
     assert changes["optimizer_state"] == "reset"
+
+
+def test_unimplemented_action_rejected_at_load():
+    rule = {"name": "export-early", "when": [{"signal": "step", "above": 1}], "action": "export"}
+
+    with pytest.raises(PolicyError, match=r"rule 'export-early'.*`export` is not implemented"):
+        parse_policy({"rules": [rule]})

@@ -106,10 +106,10 @@ def test_agent_killed_anywhere_resumes_without_double_submission(tmp_path):
 
     exit_codes = []
     for point in [*KILL_POINTS, "none"]:
-        completed = subprocess.run([sys.executable, str(RUNNER), str(spec), point], env=env, capture_output=True, text=True, timeout=120)
+        completed = subprocess.run([sys.executable, str(RUNNER), str(spec), point], env=env, capture_output=True, text=True, timeout=120, check=False)
         exit_codes.append(completed.returncode)
     settings = Settings(output_dir=tmp_path / "work", cache_dir=tmp_path / "cache", progress=False)
-    ctx, resumed = open_experiment(plan, settings, echo=lambda line: None)
+    ctx, _ = open_experiment(plan, settings, echo=lambda line: None)
 
     assert exit_codes == [-9] * len(KILL_POINTS) + [0], completed.stderr[-2000:]
     experiment = ctx.experiment

@@ -68,8 +68,8 @@ def _next_training_call(ctx: ExperimentContext) -> NextCall:
             return _stop(ctx, f"rule {verdict.rule} asked to {verdict.action} {run.run_id}, but all {experiment.plan.max_runs} runs are used")
         changes = ", ".join(f"{key}={value}" for key, value in verdict.parameters.items())
         return NextCall("submit_run", {}, f"rule {verdict.rule} decided to {verdict.action} {run.run_id} ({changes})")
-    # A run that ended with a model completes training; the monitor normally marks this, and a restarted agent
-    # finishes the mark here when it was killed between saving the run's outcome and completing the stage.
+    # A run that ended with a model completes training. The monitor normally marks the stage, but an agent killed
+    # between saving the run's outcome and marking the stage leaves the mark to this call after the restart.
     if is_result_run(run):
         ctx.complete_stage(Stage.TRAIN, run_id=run.run_id)
         return choose_next_call(ctx)

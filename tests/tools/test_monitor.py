@@ -76,8 +76,7 @@ def make_ctx(tmp_path, backend, *, batch_size=2):
 
 def write_local_copy(run: Run, losses):
     with open(f"{run.output_dir}/metrics.jsonl", "w") as out:
-        for step, loss in losses:
-            out.write(json.dumps({"step": step, "loss": loss}) + "\n")
+        out.writelines(json.dumps({"step": step, "loss": loss}) + "\n" for step, loss in losses)
 
 
 DIVERGING = [(1, 2.0), (2, 1.5), (3, 1.0), (4, 2.5), (5, 4.0)]
@@ -261,3 +260,54 @@ def test_failing_notification_is_logged_not_raised(tmp_path, caplog):
     assert "crash" in summary
     assert "exited with 3" in caplog.text
     assert "notification POST for run_failed failed" in caplog.text
+
+
+def log_through_callbacks(run: Run, steps: int):
+    """Log `steps` training steps the way the job does: to Trackio and through the job's progress callback."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import trackio
+
+    script = Path(__file__).resolve().parents[2] / "tools" / "train.py"
+    spec = importlib.util.spec_from_file_location("train_script_for_monitor", script)
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+    progress = train_script.ProgressCallback(Path(run.output_dir), max_nonfinite_losses=3)
+    trackio.init(project=run.trackio_project, name=run.trackio_run, auto_log_cpu=False, auto_log_gpu=False)
+    for step in range(1, steps + 1):
+        logs = {"loss": 2.0 - 0.01 * step}
+        trackio.log({"train/loss": logs["loss"], "train/global_step": step})
+        state = SimpleNamespace(global_step=step, max_steps=steps, epoch=step / steps, num_input_tokens_seen=step * 100)
+        progress.on_log(None, state, SimpleNamespace(should_training_stop=False), logs=logs)
+    trackio.finish()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sqlite3.DatabaseError("database disk image is malformed"),  # a broken local store
+        urllib.error.HTTPError("http://127.0.0.1/space", 429, "Too Many Requests", {}, None),  # a rate-limited Space
+    ],
+)
+def test_failed_tracker_writes_keep_local_copy(tmp_path, monkeypatch, error):
+    from trackio.sqlite_storage import SQLiteStorage
+
+    def broken_write(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(SQLiteStorage, "bulk_log", broken_write)
+    backend = ScriptedBackend(["running", "succeeded"])
+    ctx = make_ctx(tmp_path, backend)
+    run = ctx.experiment.latest_run
+
+    with pytest.warns(UserWarning, match="could not be persisted"):
+        log_through_callbacks(run, 20)
+    monitor_run(ctx, "run-1")
+
+    assert run.status == "succeeded"
+    assert len((tmp_path / "training_runs" / "exp" / "run-1" / "metrics.jsonl").read_text().splitlines()) == 20
+    assert run.metrics_summary["steps"] == 20
+    assert any("Trackio holds 0 of the 20 loss points" in warning for warning in ctx.experiment.warnings)
+    assert "**Metrics degraded:**" in render_report(ctx.experiment)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import EXIT_FAILED, EXIT_OK
-
 NAME = "resume"
 
 
@@ -38,21 +36,13 @@ def resume_command(args: argparse.Namespace) -> int:
         StateError: If no experiment has that id, or another process holds its lock.
     """
     from ..config import Settings
-    from ..loop import run_experiment, summarize
-    from ..notify import notify
-    from .run import apply_unattended_arguments
+    from .run import drive_experiment
 
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     ctx = open_saved_experiment(args.experiment, settings)
     done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
     print(f"Resuming experiment {ctx.experiment.id} (status {ctx.experiment.status.value}; stages done: {done}).")
-    with ctx.store.lock(ctx.experiment.id):
-        apply_unattended_arguments(ctx, args)
-        result = run_experiment(ctx, max_steps=args.max_agent_steps)
-    print()
-    print(summarize(ctx))
-    notify(ctx, "experiment_finished", summarize(ctx))
-    return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
+    return drive_experiment(ctx, args)
 
 
 def open_saved_experiment(experiment_id: str, settings, *, backend=None, echo=print):

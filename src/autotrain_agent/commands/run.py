@@ -74,8 +74,7 @@ def apply_unattended_arguments(ctx, args: argparse.Namespace) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
-    from ..loop import open_experiment, run_experiment, summarize
-    from ..notify import notify
+    from ..loop import open_experiment
     from ..preflight import check_plan_inputs
 
     overrides = PlanOverrides(
@@ -105,6 +104,14 @@ def run_command(args: argparse.Namespace) -> int:
     if resumed:
         done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
         print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
+    return drive_experiment(ctx, args)
+
+
+def drive_experiment(ctx, args: argparse.Namespace) -> int:
+    """Hold the experiment's lock, run it to a terminal status, print and send the summary, return the exit status."""
+    from ..loop import run_experiment, summarize
+    from ..notify import notify
+
     with ctx.store.lock(ctx.experiment.id):
         apply_unattended_arguments(ctx, args)
         result = run_experiment(ctx, max_steps=args.max_agent_steps)

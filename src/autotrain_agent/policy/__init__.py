@@ -3,7 +3,13 @@
 Rules are data (`policies/default.yaml` plus the user's files), validated when loaded and never executed as code.
 """
 
-from .changes import Extension, check_resume_has_steps, extension_config, plan_extension, resubmission_config
+from .changes import (
+    Extension,
+    check_resume_has_steps,
+    extension_config,
+    plan_extension,
+    resubmission_config,
+)
 from .rules import Action, Policy, PolicyError, Rule, Verdict, load_policy, parse_policy
 from .signals import SIGNALS, Observation, classify_failure_phase
 

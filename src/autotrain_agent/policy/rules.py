@@ -51,6 +51,9 @@ ACTION_PARAMETERS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "export": {},
 }
 """Each action's optional parameters and their types."""
+# TODO: act on these in the planner (score a chosen checkpoint, keep the best one, export GGUF); until then a
+# rule file that uses them is rejected at load.
+NOT_IMPLEMENTED_ACTIONS = frozenset({"evaluate_checkpoint", "pick_best_checkpoint", "export"})
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,6 @@ class Verdict:
     evidence: dict[str, Any]
     description: str = ""
 
-    @property
-    def stops_run(self) -> bool:
-        """Whether the verdict ends the current job (stop, or resubmit while it still runs)."""
-        return self.action.type in ("stop", "resubmit", "extend")
 
 
 @dataclass(frozen=True)
@@ -326,6 +325,11 @@ def _parse_action(raw: Any, where: str) -> Action:
     if not isinstance(raw, dict) or raw.get("type") not in ACTION_PARAMETERS:
         kind = raw.get("type") if isinstance(raw, dict) else raw
         raise PolicyError(f"{where}: field `action.type` is {kind!r}; use one of {list(ACTION_PARAMETERS)}.")
+    if raw["type"] in NOT_IMPLEMENTED_ACTIONS:
+        raise PolicyError(
+            f"{where}: action `{raw['type']}` is not implemented yet; use `stop` with `evaluate: true` to score the "
+            f"last checkpoint instead."
+        )
     allowed = ACTION_PARAMETERS[raw["type"]]
     parameters = {}
     for key, value in raw.items():

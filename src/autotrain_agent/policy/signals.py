@@ -6,6 +6,7 @@ so a metric logged every 10 steps and one logged every step cover the same stret
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ Phase = Literal["running", "end"]
 
 @dataclass
 class Observation:
-    """What a rule can see about one run at one moment: its metric series by step and facts from the state."""
+    """The input of a rule: one run's metric series by step and facts from the state, at one moment."""
 
     metrics: dict[str, Series]
     """Metric name to `(global step, value)` points sorted by step."""
@@ -47,6 +48,7 @@ class Observation:
     """Runs that may still be submitted; `None` when unlimited."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for signals added by callers."""
+    _finite_cache: dict[str, Series] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,20 @@ def find_series(observation: Observation, metric: str) -> Series:
     return []
 
 
-def _finite(points: Series) -> Series:
-    return [(step, value) for step, value in points if math.isfinite(value)]
+def _finite_points(observation: Observation, metric: str) -> Series:
+    # Several rules read the same metric in one evaluation; filter it once.
+    # TODO: keep running minima in the watcher, so that signals over the whole series stop costing O(steps).
+    if metric not in observation._finite_cache:
+        points = find_series(observation, metric)
+        observation._finite_cache[metric] = [(step, value) for step, value in points if math.isfinite(value)]
+    return observation._finite_cache[metric]
 
 
 def _window(points: Series, window_steps: int) -> Series:
     if not points:
         return []
-    first_step = points[-1][0] - window_steps
-    return [(step, value) for step, value in points if step > first_step]
+    first = bisect.bisect_right(points, (points[-1][0] - window_steps, math.inf))
+    return points[first:]
 
 
 def last_value(observation: Observation, *, metric: str) -> float | None:
@@ -90,9 +97,9 @@ def last_value(observation: Observation, *, metric: str) -> float | None:
 def slope(observation: Observation, *, metric: str, window_steps: int) -> float | None:
     """Return the least-squares slope per step of the finite points in the last `window_steps` steps.
 
-    `None` when the window holds fewer than three points or spans a single step.
+    `None` when the window contains fewer than three points or spans a single step.
     """
-    points = _window(_finite(find_series(observation, metric)), window_steps)
+    points = _window(_finite_points(observation, metric), window_steps)
     if len(points) < 3:
         return None
     mean_step = sum(step for step, _ in points) / len(points)
@@ -110,12 +117,12 @@ def relative_improvement(observation: Observation, *, metric: str, window_steps:
     margins) the sign is turned so that improvement stays positive. `None` until the series is longer than the
     window, so a plateau is never declared on the first steps.
     """
-    points = _finite(find_series(observation, metric))
+    points = _finite_points(observation, metric)
     if not points or points[-1][0] - points[0][0] <= window_steps:
         return None
-    first_step = points[-1][0] - window_steps
-    before = [value for step, value in points if step <= first_step]
-    inside = [value for step, value in points if step > first_step]
+    inside_start = len(points) - len(_window(points, window_steps))
+    before = [value for _, value in points[:inside_start]]
+    inside = [value for _, value in points[inside_start:]]
     if not before or not inside:
         return None
     best = min if mode == "min" else max
@@ -140,7 +147,7 @@ def divergence_ratio(observation: Observation, *, metric: str, min_steps: int = 
     A ratio of 3 means the loss is three times its best. `None` before `min_steps` or when the minimum is not
     positive.
     """
-    points = _finite(find_series(observation, metric))
+    points = _finite_points(observation, metric)
     if not points or points[-1][0] < min_steps:
         return None
     lowest = min(value for _, value in points)

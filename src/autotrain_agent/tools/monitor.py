@@ -1,7 +1,7 @@
 """The `monitor_run` tool: follow a job, apply policy rules to its live metrics, then store the outcome.
 
 While the job runs, each poll reads only the metric rows logged since the last poll and evaluates the policy's
-`running` rules; once it ends, the `end` rules see the final metrics and the failure, if any. A verdict other than
+`running` rules. Once the job ends, the `end` rules evaluate the final metrics and the failure, if any. A verdict other than
 `continue` is stored on the run and as a decision, so a restarted agent acts on it exactly once. A tracker that
 cannot be read never ends the run: the watcher falls back to the job's own `metrics.jsonl` and records a warning.
 """
@@ -72,7 +72,7 @@ def monitor_run(ctx: ExperimentContext, run_id: str) -> str:
     watcher.check_completeness()
     _set_job_outcome(run, status)
     run.metrics_summary = _summarize_losses(watcher.observation_series("loss"))
-    # The end verdict and the job's outcome are saved together, so a restart never sees one without the other.
+    # The end verdict and the job's outcome are saved together, so a restarted agent never loads one without the other.
     if run.verdict is None:
         watcher.evaluate(phase="end", job_state=run.status)
     ctx.record(f"run_{run.status}", run_id=run.run_id, kind=run.failure.kind if run.failure else None)
@@ -89,8 +89,10 @@ class RunWatcher:
         self.run = run
         self.policy = policy
         self.cursor = MetricsCursor(run.trackio_project, run.trackio_run)
-        self.series: dict[str, dict[int, float]] = {}
-        self.local_series: dict[str, dict[int, float]] = {}
+        self.series: dict[str, list[tuple[int, float]]] = {}
+        """Trackio points by metric, sorted by step."""
+        self.local_series: dict[str, list[tuple[int, float]]] = {}
+        """Points from the job's own `metrics.jsonl`, by metric, sorted by step."""
         self.local_offset = 0
         self.tracker_failed = False
         self.progress: dict = {}
@@ -116,14 +118,14 @@ class RunWatcher:
             self._degrade(f"Trackio could not be read ({type(err).__name__}: {err}); rules use the job's metrics.jsonl")
             return
         for name, points in new_points.items():
-            self.series.setdefault(name, {}).update(points)
+            _merge_points(self.series.setdefault(name, []), points)
 
     def observation_series(self, metric: str) -> list[tuple[int, float]]:
         """Return the points of `metric` from Trackio, or from the local copy when Trackio has none."""
         return _points_of(self.series, metric) or _points_of(self.local_series, metric)
 
     def check_completeness(self) -> None:
-        """Compare the loss points Trackio holds with those the job logged locally, and record any gap."""
+        """Compare the loss points stored in Trackio with those the job logged locally, and record any gap."""
         tracked = len(_points_of(self.series, "loss"))
         logged = len(_points_of(self.local_series, "loss"))
         if logged and tracked < logged and not self.tracker_failed:
@@ -156,8 +158,7 @@ class RunWatcher:
         return verdict
 
     def _observe(self, *, phase: str, job_state: str) -> Observation:
-        metrics = {name: sorted(points.items()) for name, points in self.local_series.items()}
-        metrics.update({name: sorted(points.items()) for name, points in self.series.items() if points})
+        metrics = {**self.local_series, **{name: points for name, points in self.series.items() if points}}
         steps = [points[-1][0] for points in metrics.values() if points]
         config = self.run.config
         failure = self.run.failure
@@ -187,6 +188,7 @@ class RunWatcher:
             return
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.local_offset += len(complete)
+        new_points: dict[str, list[tuple[int, float]]] = {}
         for line in complete.splitlines():
             try:
                 record = json.loads(line)
@@ -196,7 +198,9 @@ class RunWatcher:
                 continue
             for name, value in record.items():
                 if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.local_series.setdefault(name, {})[record["step"]] = float(value)
+                    new_points.setdefault(name, []).append((record["step"], float(value)))
+        for name, points in new_points.items():
+            _merge_points(self.local_series.setdefault(name, []), sorted(dict(points).items()))
 
     def _degrade(self, message: str) -> None:
         experiment = self.ctx.experiment
@@ -206,11 +210,26 @@ class RunWatcher:
         self.ctx.record("metrics_degraded", run_id=self.run.run_id)
 
 
-def _points_of(source: dict[str, dict[int, float]], metric: str) -> list[tuple[int, float]]:
+def _points_of(source: dict[str, list[tuple[int, float]]], metric: str) -> list[tuple[int, float]]:
     for name in (metric, f"train/{metric}"):
         if source.get(name):
-            return sorted(source[name].items())
+            return source[name]
     return []
+
+
+def _merge_points(series: list[tuple[int, float]], new_points: list[tuple[int, float]]) -> None:
+    """Add step-sorted `new_points` to the step-sorted `series`; a step logged again keeps its later value.
+
+    New points usually come after the last known step and are appended, so a poll costs no more on a long run.
+    """
+    if not new_points:
+        return
+    if not series or new_points[0][0] > series[-1][0]:
+        series.extend(new_points)
+        return
+    merged = dict(series)
+    merged.update(new_points)
+    series[:] = sorted(merged.items())
 
 
 def _set_job_outcome(run: Run, status) -> None:
@@ -228,7 +247,7 @@ def _set_job_outcome(run: Run, status) -> None:
 
 
 def _finish(ctx: ExperimentContext, run: Run) -> str:
-    """Complete the training stage unless a verdict asks for a follow-up run, and return the tool's summary."""
+    """Complete the training stage unless a verdict requests a follow-up run, and return the tool's summary."""
     verdict = run.verdict
     follow_up = verdict is not None and verdict.action in FOLLOW_UP_ACTIONS
     keeps_result = verdict is not None and verdict.action == "stop" and verdict.parameters.get("evaluate") and run.checkpoints

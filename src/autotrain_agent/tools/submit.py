@@ -73,9 +73,9 @@ def _new_run(ctx: ExperimentContext) -> Run:
     """Create, store and return a pending run built from the plan, or from a policy verdict on the latest run."""
     experiment = ctx.experiment
     previous = experiment.latest_run
-    if previous is not None and previous.verdict is not None and previous.verdict.action in ("extend", "resubmit"):
-        if not previous.verdict.applied:
-            return _follow_up_run(ctx, previous)
+    verdict = previous.verdict if previous is not None else None
+    if verdict is not None and verdict.action in ("extend", "resubmit") and not verdict.applied:
+        return _follow_up_run(ctx, previous)
     plan = experiment.plan
     number = len(experiment.runs) + 1
     run_id = f"run-{number}"
