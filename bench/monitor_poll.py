@@ -56,13 +56,15 @@ def measure(total_steps: int, repeats: int) -> dict[str, float]:
     project, run = f"bench-{total_steps}", "run-1"
     log_steps(project, run, 1, total_steps)
     cursor = MetricsCursor(project, run)
-    series: dict[str, dict[int, float]] = {}
+    # Series grow by appending, as in the monitor's watcher, and the running extremes carry over between polls.
+    series: dict[str, list[tuple[int, float]]] = {}
+    finite_series: dict = {}
     while True:
         new = cursor.read_new()
         if not new:
             break
         for name, points in new.items():
-            series.setdefault(name, {}).update(points)
+            series.setdefault(name, []).extend(points)
     policy = load_policy()
 
     incremental, full, rules = [], [], []
@@ -73,7 +75,7 @@ def measure(total_steps: int, repeats: int) -> dict[str, float]:
         new = cursor.read_new()
         incremental.append(time.perf_counter() - started)
         for name, points in new.items():
-            series[name].update(points)
+            series[name].extend(points)
 
         if offset <= 3:
             started = time.perf_counter()
@@ -81,8 +83,7 @@ def measure(total_steps: int, repeats: int) -> dict[str, float]:
             full.append(time.perf_counter() - started)
 
         observation = Observation(
-            metrics={name: sorted(points.items()) for name, points in series.items()},
-            phase="running", step=step, max_steps=2 * total_steps, runs_left=2,
+            metrics=series, phase="running", step=step, max_steps=2 * total_steps, runs_left=2, finite_series=finite_series
         )
         started = time.perf_counter()
         policy.evaluate(observation)

@@ -10,6 +10,7 @@ from trackio_streams import log_series, trackio_writes_to_test_dir  # noqa: F401
 from autotrain_agent.errors import IncompleteMetricsError, PolicyError, StateError
 from autotrain_agent.monitor_metrics import MetricsCursor, read_trackio_metrics
 from autotrain_agent.policy import (
+    SIGNALS,
     Action,
     Observation,
     check_resume_has_steps,
@@ -407,3 +408,30 @@ def test_unimplemented_action_rejected_at_load():
 
     with pytest.raises(PolicyError, match=r"rule 'export-early'.*`export` is not implemented"):
         parse_policy({"rules": [rule]})
+
+
+def test_carried_extremes_match_fresh_evaluation():
+    loss = [(step, 3.0 - 0.01 * step) for step in range(1, 61)]
+    carried: dict = {}
+    divergence = SIGNALS["divergence_ratio"].compute
+    improvement = SIGNALS["relative_improvement"].compute
+
+    def carried_and_fresh():
+        carried_observation = Observation(metrics={"loss": loss}, phase="running", finite_series=carried)
+        fresh_observation = Observation(metrics={"loss": loss}, phase="running")
+        return (
+            (divergence(carried_observation, metric="loss"), divergence(fresh_observation, metric="loss")),
+            (improvement(carried_observation, metric="loss", window_steps=20), improvement(fresh_observation, metric="loss", window_steps=20)),
+        )
+
+    before = carried_and_fresh()
+    loss.append((61, 9.0))  # appended in place: the carried extremes are extended
+    appended = carried_and_fresh()
+    loss[:] = sorted(dict([*loss, (30, 0.1)]).items())  # a step logged again: the carried extremes are rebuilt
+    rewritten = carried_and_fresh()
+
+    for ratios, improvements in (before, appended, rewritten):
+        assert ratios[0] == ratios[1]
+        assert improvements[0] == improvements[1]
+    assert appended[0][0] == pytest.approx(9.0 / 2.4)
+    assert rewritten[0][0] == pytest.approx(9.0 / 0.1)

@@ -48,7 +48,39 @@ class Observation:
     """Runs that may still be submitted; `None` when unlimited."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for signals added by callers."""
-    _finite_cache: dict[str, Series] = field(default_factory=dict, repr=False)
+    finite_series: dict[str, FiniteSeries] = field(default_factory=dict, repr=False)
+    """Finite points and running extremes by metric. A watcher passes the same dict to every poll, so each poll
+    only processes the points added since the last one."""
+
+
+class FiniteSeries:
+    """The finite points of one metric with running minima and maxima, extended as the source series grows."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.points: Series = []
+        self.prefix_min: list[float] = []
+        self.prefix_max: list[float] = []
+        self._source_length = 0
+        self._source_last: tuple[int, float] | None = None
+
+    def update(self, source: Series) -> None:
+        """Take in the points `source` gained since the last call; start over if it changed in any other way."""
+        grew = len(source) >= self._source_length and (
+            self._source_length == 0 or source[self._source_length - 1] is self._source_last
+        )
+        if not grew:
+            self._reset()
+        for step, value in source[self._source_length :]:
+            if not math.isfinite(value):
+                continue
+            self.points.append((step, value))
+            self.prefix_min.append(min(value, self.prefix_min[-1]) if self.prefix_min else value)
+            self.prefix_max.append(max(value, self.prefix_max[-1]) if self.prefix_max else value)
+        self._source_length = len(source)
+        self._source_last = source[-1] if source else None
 
 
 @dataclass(frozen=True)
@@ -72,13 +104,10 @@ def find_series(observation: Observation, metric: str) -> Series:
     return []
 
 
-def _finite_points(observation: Observation, metric: str) -> Series:
-    # Several rules read the same metric in one evaluation; filter it once.
-    # TODO: keep running minima in the watcher, so that signals over the whole series stop costing O(steps).
-    if metric not in observation._finite_cache:
-        points = find_series(observation, metric)
-        observation._finite_cache[metric] = [(step, value) for step, value in points if math.isfinite(value)]
-    return observation._finite_cache[metric]
+def _finite(observation: Observation, metric: str) -> FiniteSeries:
+    finite = observation.finite_series.setdefault(metric, FiniteSeries())
+    finite.update(find_series(observation, metric))
+    return finite
 
 
 def _window(points: Series, window_steps: int) -> Series:
@@ -99,7 +128,7 @@ def slope(observation: Observation, *, metric: str, window_steps: int) -> float 
 
     `None` when the window contains fewer than three points or spans a single step.
     """
-    points = _window(_finite_points(observation, metric), window_steps)
+    points = _window(_finite(observation, metric).points, window_steps)
     if len(points) < 3:
         return None
     mean_step = sum(step for step, _ in points) / len(points)
@@ -117,17 +146,20 @@ def relative_improvement(observation: Observation, *, metric: str, window_steps:
     margins) the sign is turned so that improvement stays positive. `None` until the series is longer than the
     window, so a plateau is never declared on the first steps.
     """
-    points = _finite_points(observation, metric)
+    finite = _finite(observation, metric)
+    points = finite.points
     if not points or points[-1][0] - points[0][0] <= window_steps:
         return None
     inside_start = len(points) - len(_window(points, window_steps))
-    before = [value for _, value in points[:inside_start]]
-    inside = [value for _, value in points[inside_start:]]
-    if not before or not inside:
+    if inside_start == 0:
         return None
-    best = min if mode == "min" else max
-    reference = best(before)
-    change = reference - best(inside) if mode == "min" else best(inside) - reference
+    inside = [value for _, value in points[inside_start:]]
+    if mode == "min":
+        reference = finite.prefix_min[inside_start - 1]
+        change = reference - min(inside)
+    else:
+        reference = finite.prefix_max[inside_start - 1]
+        change = max(inside) - reference
     return change / max(abs(reference), 1e-12)
 
 
@@ -147,10 +179,11 @@ def divergence_ratio(observation: Observation, *, metric: str, min_steps: int = 
     A ratio of 3 means the loss is three times its best. `None` before `min_steps` or when the minimum is not
     positive.
     """
-    points = _finite_points(observation, metric)
+    finite = _finite(observation, metric)
+    points = finite.points
     if not points or points[-1][0] < min_steps:
         return None
-    lowest = min(value for _, value in points)
+    lowest = finite.prefix_min[-1]
     return points[-1][1] / lowest if lowest > 0 else None
 
 

@@ -94,6 +94,8 @@ class RunWatcher:
         self.local_series: dict[str, list[tuple[int, float]]] = {}
         """Points from the job's own `metrics.jsonl`, by metric, sorted by step."""
         self.local_offset = 0
+        self.finite_series: dict = {}
+        """Running extremes of each series, carried from poll to poll (see `Observation.finite_series`)."""
         self.tracker_failed = False
         self.progress: dict = {}
 
@@ -176,6 +178,7 @@ class RunWatcher:
             gradient_checkpointing=bool(config.get("gradient_checkpointing", False)),
             budget_left_minutes=_budget_left_minutes(self.ctx, self.run),
             runs_left=self.ctx.experiment.plan.max_runs - len(self.ctx.experiment.runs),
+            finite_series=self.finite_series,
         )
 
     def _read_local_copy(self) -> None:
