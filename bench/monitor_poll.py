@@ -105,9 +105,11 @@ def main() -> int:
     lines = [
         f"### Monitoring poll cost ({dt.date.today().isoformat()})",
         "",
-        f"`python bench/monitor_poll.py`; machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. Ten metrics per step; medians of {args.repeats} polls "
-        "(full read: 3), each after one new step.",
+        (
+            f"`python bench/monitor_poll.py`; machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}. Ten metrics per step; medians of {args.repeats} polls "
+            "(full read: 3), each after one new step."
+        ),
         "",
         "| Logged steps | Incremental read (ms) | Full read, for contrast (ms) | Policy evaluation (ms) |",
         "|---|---|---|---|",
