@@ -90,40 +90,24 @@ def test_divergence_stops_when_no_run_is_left():
     assert verdict.rule == "stop-on-divergence"
 
 
-def test_training_oom_halves_batch():
+@pytest.mark.parametrize(
+    ("failure_phase", "batch_size", "rule", "parameters"),
+    [
+        ("training", 4, "halve-batch-on-oom", {"halve_batch": True}),  # batch can shrink
+        ("training", 1, "checkpointing-on-oom-at-batch-1", {"gradient_checkpointing": True}),  # batch is already 1
+        ("evaluation", 4, "smaller-eval-batch-on-eval-oom", {"halve_eval_batch": True}),  # training fit, evaluation did not
+    ],
+)
+def test_oom_recovery_rules(failure_phase, batch_size, rule, parameters):
     observation = observe_from_trackio(
-        {"loss": falling_loss(3)}, phase="end", job_state="failed", failure_kind="oom", failure_phase="training",
-        per_device_train_batch_size=4,
+        {"loss": falling_loss(3)}, phase="end", job_state="failed", failure_kind="oom", failure_phase=failure_phase,
+        per_device_train_batch_size=batch_size,
     )
 
     verdict = default_verdict(observation)
 
-    assert verdict.rule == "halve-batch-on-oom"
-    assert verdict.action.parameters == {"halve_batch": True}
-
-
-def test_oom_at_batch_one_turns_on_checkpointing():
-    observation = observe_from_trackio(
-        {"loss": falling_loss(3)}, phase="end", job_state="failed", failure_kind="oom", failure_phase="training",
-        per_device_train_batch_size=1,
-    )
-
-    verdict = default_verdict(observation)
-
-    assert verdict.rule == "checkpointing-on-oom-at-batch-1"
-    assert verdict.action.parameters == {"gradient_checkpointing": True}
-
-
-def test_evaluation_oom_halves_eval_batch():
-    observation = observe_from_trackio(
-        {"loss": falling_loss(3)}, phase="end", job_state="failed", failure_kind="oom", failure_phase="evaluation",
-        per_device_train_batch_size=4,
-    )
-
-    verdict = default_verdict(observation)
-
-    assert verdict.rule == "smaller-eval-batch-on-eval-oom"
-    assert verdict.action.parameters == {"halve_eval_batch": True}
+    assert verdict.rule == rule
+    assert verdict.action.parameters == parameters
 
 
 def test_loss_plateau_stops_and_keeps_result():

@@ -324,7 +324,7 @@ class Experiment(_Model):
     warnings: list[str] = Field(default_factory=list)
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
-    """Why the experiment failed, when it did."""
+    """Why the experiment failed or a policy stopped it, when one of these happened."""
     policy_files: list[str] = Field(default_factory=list)
     """User rule files applied after the shipped default, in order; a resumed experiment keeps them."""
     metrics_degraded: bool = False
