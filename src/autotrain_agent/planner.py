@@ -84,6 +84,7 @@ def is_result_run(run: Run) -> bool:
     """Return whether a run ended with a model to evaluate: it succeeded with no follow-up run asked for, or a
     `stop` verdict with `evaluate: true` kept its last checkpoint."""
     verdict = run.verdict
+    # NOTE: scoring the `checkpoint-N` folder of a run cancelled by such a stop has no end-to-end test yet.
     if run.status == "succeeded":
         return verdict is None or verdict.action not in ("extend", "resubmit")
     return bool(verdict and verdict.action == "stop" and verdict.parameters.get("evaluate") and run.checkpoints)
