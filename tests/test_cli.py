@@ -148,3 +148,27 @@ def test_jobs_flags_checked_without_terminal(flags, message, tmp_path):
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_resume_unknown_experiment_fails(tmp_path, capsys):
+    status = main(["resume", "no-such-experiment", "--output-dir", str(tmp_path)])
+
+    assert status != 0
+    assert "No saved experiment 'no-such-experiment'" in capsys.readouterr().err
+
+
+def test_resume_rejects_invalid_policy_before_running(tmp_path, capsys):
+    from autotrain_agent.recipes import make_plan
+    from autotrain_agent.state import Experiment
+    from autotrain_agent.store import ExperimentStore
+
+    store = ExperimentStore(tmp_path / "training_runs")
+    store.save(Experiment(id="exp", goal="improve code solving", plan=make_plan("improve code solving")), event="created")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: too-soon\n    when: [{signal: step, above: 1}]\n    action: explode\n")
+
+    status = main(["resume", "exp", "--policy", str(rules), "--output-dir", str(tmp_path)])
+
+    assert status != 0
+    assert "rule 'too-soon'" in capsys.readouterr().err
+    assert [event["event"] for event in store.read_journal("exp")] == ["created"]

@@ -2,36 +2,17 @@
 
 import json
 import logging
-import os
 import sqlite3
-from pathlib import Path
 
 import pytest
-import trackio
 from trackio import SQLiteStorage
+from trackio_streams import log_rows, trackio_writes_to_test_dir  # noqa: F401 - pytest fixture
 
 from autotrain_agent.backends.base import JobStatus
 from autotrain_agent.errors import IncompleteMetricsError
 from autotrain_agent.monitor_metrics import follow_job, read_trackio_metrics
 
-
-@pytest.fixture(autouse=True)
-def trackio_writes_to_test_dir(monkeypatch):
-    """Send this process's trackio writes to the test's TRACKIO_DIR, because trackio 0.43 reads it once at import."""
-    import trackio.sqlite_storage
-    import trackio.utils
-
-    trackio_dir = Path(os.environ["TRACKIO_DIR"])
-    monkeypatch.setattr(trackio.sqlite_storage, "TRACKIO_DIR", trackio_dir)
-    monkeypatch.setattr(trackio.utils, "TRACKIO_DIR", trackio_dir)
-
-
-def log_rows(project, run_name, rows):
-    """Write `(metrics, step)` pairs with trackio itself; `step=None` logs the way transformers' callback does."""
-    trackio.init(project=project, name=run_name, auto_log_cpu=False, auto_log_gpu=False)
-    for metrics, step in rows:
-        trackio.log(metrics, step=step)
-    trackio.finish()
+pytestmark = pytest.mark.usefixtures("trackio_writes_to_test_dir")
 
 
 def test_explicit_steps_are_kept():

@@ -24,8 +24,9 @@ assistant_only_loss, gradient_checkpointing, use_cpu (null picks the CPU when CU
 max_nonfinite_losses (stop after this many consecutive non-finite logged losses; default 3),
 completion_only_loss (learn only the last assistant turn of each `messages` row), train_sampling_strategy
 ("random", or "group_by_length" for less padding), num_threads (torch CPU threads; null uses OMP_NUM_THREADS,
-else one per two cores) and hub_repo (push every checkpoint to this private Hub repository while training; null
-keeps them local).
+else one per two cores), hub_repo (push every checkpoint to this private Hub repository while training; null
+keeps them local) and init_adapter_path (a saved LoRA adapter to keep training, with a new schedule and a fresh
+optimizer; null starts a new adapter from `lora`).
 
 Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
@@ -81,6 +82,7 @@ DEFAULTS = {
     "train_sampling_strategy": "random",
     "num_threads": None,
     "hub_repo": None,
+    "init_adapter_path": None,
 }
 
 
@@ -221,13 +223,19 @@ def train(config: dict) -> dict:
         disable_tqdm=True,
         **hub_push_arguments(config["hub_repo"]),
     )
+    peft_config = _build_peft_config(config["lora"])
+    if config["init_adapter_path"]:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config["init_adapter_path"], is_trainable=True)
+        peft_config = None
     progress = ProgressCallback(output_dir, max_nonfinite_losses=config["max_nonfinite_losses"])
     trainer = SFTTrainer(
         model=model,
         args=sft_config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=_build_peft_config(config["lora"]),
+        peft_config=peft_config,
         callbacks=[progress],
     )
     result = trainer.train()

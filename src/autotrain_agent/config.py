@@ -32,6 +32,10 @@ class Settings(BaseModel):
     """Show progress bars on long steps."""
     poll_interval_s: float = Field(2.0, gt=0)
     """Seconds between two status checks of a running job."""
+    notify_command: str | None = None
+    """Command run with a JSON event on stdin on approval requests, policy stops, failures and the end."""
+    notify_url: str | None = None
+    """URL that receives the same JSON event as an HTTP POST."""
 
     @property
     def runs_dir(self) -> Path:

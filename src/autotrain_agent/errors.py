@@ -69,3 +69,7 @@ class JobsRequestError(AutotrainError, RuntimeError):
 
 class JobMismatchError(BackendError):
     """A backend created a job whose flavor, timeout or secrets differ from the request, and cancelled it."""
+
+
+class PolicyError(ConfigError):
+    """A policy rule file is invalid; the message names the file, the rule and the field."""

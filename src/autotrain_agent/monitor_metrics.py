@@ -72,6 +72,64 @@ def read_trackio_metrics(
     return {name: sorted(points.items()) for name, points in values_by_metric.items()}
 
 
+class MetricsCursor:
+    """Reads one Trackio run's metrics incrementally: each `read_new` returns only rows stored since the last.
+
+    The cursor is the SQLite row id, so one read costs the same whether the run logged 100 steps or 100,000. Points
+    carry the trainer's global step (see `read_trackio_metrics`), never the row number, and every series is read
+    in full, sparse ones included. The project's database is opened read-only, so a reader can never block or
+    damage the job's writes.
+    """
+
+    def __init__(self, project: str, run_name: str):
+        self.project = project
+        self.run_name = run_name
+        self.last_row_id = 0
+        """Highest row id read so far."""
+        self.rows_read = 0
+        """Rows read so far, over all calls."""
+
+    def read_new(self, *, max_rows: int = 10_000) -> dict[str, list[tuple[int, float]]]:
+        """Return the points stored since the last call, by metric, sorted by step.
+
+        Reads at most `max_rows` rows per call; the rest come with the next call.
+
+        Raises:
+            sqlite3.Error: If the database exists but cannot be read. A missing database returns `{}`.
+        """
+        import orjson
+        from trackio.sqlite_storage import SQLiteStorage, deserialize_values
+
+        with _current_trackio_dir():
+            db_path = SQLiteStorage.get_project_db_path(self.project)
+        if not db_path.is_file():
+            return {}
+        connection = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = connection.execute(
+                "SELECT id, step, metrics FROM metrics WHERE id > ? AND run_name = ? ORDER BY id LIMIT ?",
+                (self.last_row_id, self.run_name, max_rows),
+            ).fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return {}
+            raise
+        finally:
+            connection.close()
+
+        values_by_metric: dict[str, dict[int, float]] = {}
+        for row_id, row_step, metrics_json in rows:
+            row = deserialize_values(orjson.loads(metrics_json))
+            row.setdefault("step", row_step)
+            step = _row_step(row)
+            for name, value in row.items():
+                if name not in _NON_METRIC_KEYS and _is_scalar(value):
+                    values_by_metric.setdefault(name, {})[step] = float(value)
+            self.last_row_id = row_id
+        self.rows_read += len(rows)
+        return {name: sorted(points.items()) for name, points in values_by_metric.items()}
+
+
 def follow_job(
     backend: JobBackend,
     job_id: str,
@@ -79,6 +137,7 @@ def follow_job(
     progress_path: Path,
     poll_interval_s: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[JobStatus, dict | None], bool] | None = None,
 ) -> JobStatus:
     """Poll a job until it reaches a terminal stage, showing a progress bar with step, loss and ETA.
 
@@ -92,9 +151,11 @@ def follow_job(
         progress_path: The job's `progress.json`.
         poll_interval_s: Seconds between polls.
         sleep: Function that waits; tests pass a fake one.
+        on_poll: Called after each poll of a running job with its status and progress (or `None`); returning
+            `True` stops following, for example after a policy cancelled the job.
 
     Returns:
-        The first status with a terminal stage.
+        The first status with a terminal stage, or the last status seen when `on_poll` stopped following.
     """
     from tqdm.auto import tqdm
 
@@ -104,6 +165,8 @@ def follow_job(
             _update_bar(bar, _read_progress(Path(progress_path)))
             if is_terminal(status.stage):
                 logger.debug("Job %s ended as %s", job_id, status.stage)
+                return status
+            if on_poll is not None and on_poll(status, _read_progress(Path(progress_path))):
                 return status
             sleep(poll_interval_s)
 

@@ -14,7 +14,7 @@ from typing import Any
 from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole, Model
 
 from .context import ExperimentContext
-from .state import TERMINAL_STATUSES, ExperimentStatus, Stage
+from .state import TERMINAL_STATUSES, ExperimentStatus, Run, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +49,54 @@ def choose_next_call(ctx: ExperimentContext) -> NextCall:
     if stage == Stage.TRAIN:
         return _next_training_call(ctx)
     if stage == Stage.EVALUATE_RUN:
-        run = next(r for r in reversed(experiment.runs) if r.status == "succeeded")
-        return NextCall("evaluate_model", {"target": run.run_id}, f"{run.run_id} succeeded and has not been scored")
+        run = next(r for r in reversed(experiment.runs) if is_result_run(r))
+        return NextCall("evaluate_model", {"target": run.run_id}, f"{run.run_id} ended with a model and has not been scored")
     return NextCall("write_report", {}, "the report is the last stage")
 
 
 def _next_training_call(ctx: ExperimentContext) -> NextCall:
-    run = ctx.experiment.latest_run
+    experiment = ctx.experiment
+    run = experiment.latest_run
     if run is None or run.status == "pending":
         return NextCall("submit_run", {}, "the dataset is valid and the base model is scored")
     if run.status in ("submitted", "running"):
         return NextCall("monitor_run", {"run_id": run.run_id}, f"{run.run_id} is {run.status}")
-    # NOTE: a failed run ends the experiment; retry rules (halve the batch on OOM, lower the learning rate on
-    # divergence) are not applied by this planner yet.
+
+    verdict = run.verdict
+    if verdict is not None and verdict.action in ("extend", "resubmit") and not verdict.applied:
+        if len(experiment.runs) >= experiment.plan.max_runs:
+            return _stop(ctx, f"rule {verdict.rule} asked to {verdict.action} {run.run_id}, but all {experiment.plan.max_runs} runs are used")
+        changes = ", ".join(f"{key}={value}" for key, value in verdict.parameters.items())
+        return NextCall("submit_run", {}, f"rule {verdict.rule} decided to {verdict.action} {run.run_id} ({changes})")
+    # A run that ended with a model completes training. The monitor normally marks the stage, but an agent killed
+    # between saving the run's outcome and marking the stage leaves the mark to this call after the restart.
+    if is_result_run(run):
+        ctx.complete_stage(Stage.TRAIN, run_id=run.run_id)
+        return choose_next_call(ctx)
+    if verdict is not None and verdict.action == "stop":
+        return _stop(ctx, f"rule {verdict.rule} stopped {run.run_id} at step {verdict.step}")
     failure = run.failure.message if run.failure else run.status
     ctx.fail(f"{run.run_id} {run.status}: {failure}")
     return NextCall(FINAL_ANSWER, {"answer": summarize(ctx)}, f"{run.run_id} {run.status}")
+
+
+def is_result_run(run: Run) -> bool:
+    """Return whether a run ended with a model to evaluate: it succeeded with no follow-up run asked for, or a
+    `stop` verdict with `evaluate: true` kept its last checkpoint."""
+    verdict = run.verdict
+    # NOTE: scoring the `checkpoint-N` folder of a run cancelled by such a stop has no end-to-end test yet.
+    if run.status == "succeeded":
+        return verdict is None or verdict.action not in ("extend", "resubmit")
+    return bool(verdict and verdict.action == "stop" and verdict.parameters.get("evaluate") and run.checkpoints)
+
+
+def _stop(ctx: ExperimentContext, reason: str) -> NextCall:
+    experiment = ctx.experiment
+    experiment.status = ExperimentStatus.STOPPED
+    experiment.failure = reason
+    logger.info("%s: experiment stopped: %s", experiment.id, reason)
+    ctx.record("experiment_stopped", reason=reason)
+    return NextCall(FINAL_ANSWER, {"answer": summarize(ctx)}, reason)
 
 
 def summarize(ctx: ExperimentContext) -> str:

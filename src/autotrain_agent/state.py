@@ -160,6 +160,10 @@ class Plan(_Model):
     """Hub repository that receives checkpoints of paid jobs, e.g. `me/qwen3-code-sft`."""
     quick_test_samples: int | None = None
     """Samples of the quick test run before a paid full run; `None` skips the quick test."""
+    max_runs: int = Field(4, gt=0)
+    """Most training runs the experiment may submit, policy retries and extensions included."""
+    budget_minutes: float | None = Field(None, gt=0)
+    """Training wall time the experiment may spend over all runs; `None` sets no limit."""
 
 
 class Score(_Model):
@@ -211,6 +215,25 @@ class Failure(_Model):
     """The last error line or a summary."""
 
 
+class PolicyVerdict(_Model):
+    """A policy rule's verdict on a run, kept on the run so that a restarted agent acts on it exactly once."""
+
+    rule: str
+    """Name of the rule that decided."""
+    action: Literal["continue", "stop", "extend", "resubmit", "evaluate_checkpoint", "pick_best_checkpoint", "export"]
+    """What the rule decided."""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    """The action's parameters, e.g. `learning_rate_factor`."""
+    step: int
+    """Global step the rule saw last."""
+    phase: Literal["running", "end"]
+    """Whether the job was still running or had ended."""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    """Each comparison of the rule and the signal value it saw."""
+    applied: bool = False
+    """Whether the follow-up run was created; set in the same save as that run."""
+
+
 class Run(_Model):
     """One training attempt of the experiment."""
 
@@ -258,6 +281,10 @@ class Run(_Model):
     """Saved checkpoints, the final one last."""
     failure: Failure | None = None
     """Set when `status` is `failed`."""
+    verdict: PolicyVerdict | None = None
+    """The policy verdict that ended or followed this run, if any."""
+    changes: dict[str, Any] = Field(default_factory=dict)
+    """What a policy changed against the parent run's config: key to `{from, to}`."""
 
 
 class Decision(_Model):
@@ -328,7 +355,7 @@ class Experiment(_Model):
     warnings: list[str] = Field(default_factory=list)
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
-    """Reason the experiment failed, if it did."""
+    """Why the experiment failed or a policy stopped it, when one of these happened."""
     budget_usd: float | None = None
     """Most money the experiment may spend; `None` sets no limit beyond each approval."""
     approve_under_usd: float | None = None
@@ -344,6 +371,10 @@ class Experiment(_Model):
     def committed_usd(self) -> float:
         """Approved cost of the paid runs that are submitted or running."""
         return sum(run.estimated_cost_usd for run in self.runs if run.status in ("submitted", "running"))
+    policy_files: list[str] = Field(default_factory=list)
+    """User rule files applied after the shipped default, in order; a resumed experiment keeps them."""
+    metrics_degraded: bool = False
+    """Set when the tracker failed or held fewer points than the job logged; the report says so."""
 
     def run(self, run_id: str) -> Run:
         """Return the run with id `run_id`.

@@ -46,13 +46,45 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--params", help="parameter count of the model, e.g. 7B or 135M, when it cannot be found")
     run.add_argument("--no-quick-test", action="store_true", help="submit the full paid run without a quick test first")
     run.add_argument("--quick-test", type=int, metavar="N", help="samples of the quick test before a paid run (not built yet)")
+    add_unattended_arguments(run)
     run.set_defaults(handler=run_command)
+
+
+def add_unattended_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--policy`, `--notify` and `--notify-url`, shared by `run` and `resume`."""
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML rule file applied after the shipped default; rules replace default ones by name (repeatable)",
+    )
+    parser.add_argument("--notify", metavar="COMMAND", help="command run with a JSON event on stdin on approvals, policy stops, failures and the end")
+    parser.add_argument("--notify-url", metavar="URL", help="URL that receives the same JSON event as an HTTP POST")
+
+
+def apply_unattended_arguments(ctx, args: argparse.Namespace) -> None:
+    """Validate the rule files and store them on the experiment; set the notification targets.
+
+    Raises:
+        PolicyError: If a rule file is invalid.
+    """
+    from ..policy import load_policy
+
+    policy_files = [str(path.resolve()) for path in args.policy]
+    load_policy([Path(path) for path in policy_files or ctx.experiment.policy_files])
+    if policy_files and policy_files != ctx.experiment.policy_files:
+        ctx.experiment.policy_files = policy_files
+        ctx.record("policy_files_set", files=policy_files)
+    ctx.settings.notify_command = args.notify
+    ctx.settings.notify_url = args.notify_url
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
-    from ..loop import ApprovalLimits, open_experiment, run_experiment, summarize
+    from ..loop import ApprovalLimits, open_experiment
     from ..preflight import check_plan_inputs
     from .validate import parse_column_mapping
 
@@ -81,8 +113,6 @@ def run_command(args: argparse.Namespace) -> int:
         _size_for_jobs(plan, args, settings, hub_reachable=hub_reachable)
     limits = ApprovalLimits(budget_usd=args.budget, approve_under_usd=args.approve_under, require_approval=args.require_approval)
     ctx, resumed = open_experiment(plan, settings, limits=limits)
-    saved = ctx.experiment
-    ctx.approver = BudgetApprover(saved.approve_under_usd) if saved.approve_under_usd is not None else ConsoleApprover()
     if args.plan_only:
         if args.json:
             print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))
@@ -94,10 +124,23 @@ def run_command(args: argparse.Namespace) -> int:
     if resumed:
         done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
         print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
+    return drive_experiment(ctx, args)
+
+
+def drive_experiment(ctx, args: argparse.Namespace) -> int:
+    """Hold the experiment's lock, run it to a terminal status, print and send the summary, return the exit status."""
+    from ..loop import run_experiment, summarize
+    from ..notify import notify
+
+    if ctx.approver is None:
+        saved = ctx.experiment
+        ctx.approver = BudgetApprover(saved.approve_under_usd) if saved.approve_under_usd is not None else ConsoleApprover()
     with ctx.store.lock(ctx.experiment.id):
+        apply_unattended_arguments(ctx, args)
         result = run_experiment(ctx, max_steps=args.max_agent_steps)
     print()
     print(summarize(ctx))
+    notify(ctx, "experiment_finished", summarize(ctx))
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
 
 

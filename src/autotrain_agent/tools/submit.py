@@ -84,8 +84,12 @@ def _training_threads() -> int:
 
 
 def _new_run(ctx: ExperimentContext) -> Run:
-    """Create, store and return a pending run built from the plan."""
+    """Create, store and return a pending run built from the plan, or from a policy verdict on the latest run."""
     experiment = ctx.experiment
+    previous = experiment.latest_run
+    verdict = previous.verdict if previous is not None else None
+    if verdict is not None and verdict.action in ("extend", "resubmit") and not verdict.applied:
+        return _follow_up_run(ctx, previous)
     plan = experiment.plan
     number = len(experiment.runs) + 1
     run_id = f"run-{number}"
@@ -133,4 +137,48 @@ def _new_run(ctx: ExperimentContext) -> Run:
     )
     experiment.runs.append(run)
     ctx.record("run_created", run_id=run_id)
+    return run
+
+
+def _follow_up_run(ctx: ExperimentContext, previous: Run) -> Run:
+    """Create the run that a policy verdict asks for: a retry with changes, or a new schedule from the weights.
+
+    The new run and the verdict's `applied` flag are saved together, so a restarted agent neither skips the
+    follow-up nor creates it twice.
+
+    Raises:
+        StateError: If an extension finds no final checkpoint, or would train 0 steps.
+    """
+    from ..policy import Action, extension_config, resubmission_config
+
+    experiment = ctx.experiment
+    verdict = previous.verdict
+    action = Action(verdict.action, verdict.parameters)
+    number = len(experiment.runs) + 1
+    run_id = f"run-{number}"
+    output_dir = ctx.folder / run_id
+    if verdict.action == "extend":
+        final = next((c for c in reversed(previous.checkpoints) if Path(c.path).name == "final"), None)
+        if final is None:
+            raise StateError(f"Cannot extend {previous.run_id!r}: it has no final checkpoint to start from.")
+        config, changes = extension_config(previous.config, Path(final.path), action)
+    else:
+        config, changes = resubmission_config(previous.config, action)
+    config.update(run_id=run_id, output_dir=str(output_dir), trackio_run_name=run_id)
+    run = Run(
+        run_id=run_id,
+        title=f"{previous.title.split(' run ')[0]} run {number} ({verdict.action} by rule {verdict.rule})",
+        parent_run_id=previous.run_id,
+        config=config,
+        changes=changes,
+        backend=ctx.backend.name,
+        hardware=previous.hardware,
+        output_dir=str(output_dir),
+        trackio_project=previous.trackio_project,
+        trackio_run=run_id,
+        estimated_minutes=previous.estimated_minutes,
+    )
+    experiment.runs.append(run)
+    verdict.applied = True
+    ctx.record("run_created", run_id=run_id, parent_run_id=previous.run_id, rule=verdict.rule)
     return run
