@@ -26,6 +26,10 @@ class ExperimentContext:
     backend: JobBackend
     echo: Callable[[str], None] = field(default=print)
     """Writes one line for the user; the CLI prints, tests collect."""
+    approver: Any | None = None
+    """Decides on paid actions; set by the Python API from its caller."""
+    # NOTE: nothing reads `approver` yet. The approval gate (an `Approver` protocol in approval.py) plugs in here:
+    # tools that spend money must pass their request to it and treat a missing approver as a rejection.
 
     @property
     def folder(self) -> Path:

@@ -8,37 +8,49 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from smolagents import ToolCallingAgent
 from smolagents.models import Model
-from smolagents.monitoring import LogLevel
 
 from .agent_tools import build_tools
 from .backends.local import LocalBackend
 from .config import Settings
 from .context import ExperimentContext
 from .estimate import estimate_minutes
+from .guarded_agent import DEFAULT_MAX_PARSE_RETRIES, DEFAULT_MAX_REPEATED_CALLS, GuardedAgent, StopReason
 from .planner import RuleBasedPlanner, summarize
 from .state import Experiment, ExperimentStatus, Plan, Score, Stage
 from .store import ExperimentStore
+from .tools.report import write_report
 
 logger = logging.getLogger(__name__)
 
-TerminalState = Literal["succeeded", "failed", "stopped", "incomplete"]
+TerminalState = Literal["succeeded", "stopped_by_policy", "needs_approval", "budget_exhausted", "failed"]
 
 
 class ExperimentResult(BaseModel):
-    """What a finished (or interrupted) experiment produced."""
+    """What an experiment produced when the loop stopped: always one typed terminal state, never the planner's prose."""
 
     experiment_id: str
     """The experiment's id."""
     state: TerminalState
-    """`incomplete` when the step limit ended the loop before a terminal status."""
+    """`budget_exhausted` when the step limit stopped the loop first; the experiment can then be resumed."""
+    reason: str | None = None
+    """Why the loop stopped when it did not succeed, e.g. `step_limit`, `parse_failures_exhausted`, `repeated_calls`."""
     report_path: Path
     """The Markdown report."""
+    completed_stages: list[Stage]
+    """Stages finished so far, in order."""
+    artifacts: dict[str, str]
+    """Paths made so far by name: `dataset`, `base_model`, `<run-id>/output`, `<run-id>/checkpoint`, `report`."""
+    best_checkpoint: str | None = None
+    """Path of the scored checkpoint with the highest first score, if any run was scored."""
     baseline_scores: list[Score]
     """Scores of the base model."""
     run_scores: dict[str, list[Score]]
     """Scores of each run's final checkpoint, by run id."""
+    steps: int = 0
+    """Planner steps this call took."""
+    parse_failures: int = 0
+    """Planner replies without a usable tool call in this call."""
     failure: str | None = None
     """Why the experiment failed, if it did."""
 
@@ -73,15 +85,30 @@ def open_experiment(plan: Plan, settings: Settings, *, backend=None, echo=print)
     else:
         plan.estimated_minutes = estimate_minutes(plan)
         experiment = Experiment(id=experiment_id, goal=plan.goal, plan=plan)
-    backend = backend or LocalBackend(store.folder(experiment_id) / "jobs")
-    ctx = ExperimentContext(experiment=experiment, store=store, settings=settings, backend=backend, echo=echo)
-    return ctx, resumed
+    return open_saved_experiment(experiment, settings, backend=backend, echo=echo), resumed
 
 
-def run_experiment(ctx: ExperimentContext, *, model: Model | None = None, max_steps: int = 40) -> ExperimentResult:
-    """Drive the experiment with `model` (the rule-based planner by default) until it ends or `max_steps` pass.
+def open_saved_experiment(experiment: Experiment, settings: Settings, *, backend=None, echo=print) -> ExperimentContext:
+    """Return the context of `experiment`, with the local backend in its folder unless `backend` is given."""
+    store = ExperimentStore(settings.runs_dir)
+    backend = backend or LocalBackend(store.folder(experiment.id) / "jobs")
+    return ExperimentContext(experiment=experiment, store=store, settings=settings, backend=backend, echo=echo)
 
-    The caller must hold the experiment's lock (see `ExperimentStore.lock`).
+
+def run_experiment(
+    ctx: ExperimentContext,
+    *,
+    model: Model | None = None,
+    max_steps: int = 40,
+    max_parse_retries: int = DEFAULT_MAX_PARSE_RETRIES,
+    max_repeated_calls: int = DEFAULT_MAX_REPEATED_CALLS,
+    instructions: str | None = None,
+) -> ExperimentResult:
+    """Drive the experiment with `model` (the rule-based planner by default) until it ends or a guard stops it.
+
+    The caller must hold the experiment's lock (see `ExperimentStore.lock`). A planner that exceeds `max_steps`
+    leaves the experiment active (`budget_exhausted`, resumable); one that keeps replying without a tool call or
+    repeats one call fails it. A final answer ends the loop but is not the result: the result is read from the state.
     """
     experiment = ctx.experiment
     if experiment.status == ExperimentStatus.FAILED:
@@ -92,30 +119,101 @@ def run_experiment(ctx: ExperimentContext, *, model: Model | None = None, max_st
         ctx.complete_stage(Stage.PLAN)
     else:
         ctx.record("experiment_resumed")
+    if experiment.status != ExperimentStatus.ACTIVE:
+        return result_of(ctx)
 
-    if experiment.status == ExperimentStatus.ACTIVE:
-        agent = ToolCallingAgent(
-            tools=build_tools(ctx),
-            model=model or RuleBasedPlanner(ctx),
-            max_steps=max_steps,
-            verbosity_level=LogLevel.OFF,
-        )
-        agent.run(f"Run the fine-tuning experiment {experiment.id}: {experiment.goal}")
-    return result_of(ctx)
+    agent = GuardedAgent(
+        tools=build_tools(ctx),
+        model=model or RuleBasedPlanner(ctx),
+        max_steps=max_steps,
+        max_parse_retries=max_parse_retries,
+        max_repeated_calls=max_repeated_calls,
+        on_rejected_call=lambda tool, error: ctx.decide(by="system", action=f"reject call {tool}", reason=error[:300]),
+        instructions=instructions,
+    )
+    stop_reason = agent.run_until_stopped(f"Run the fine-tuning experiment {experiment.id}: {experiment.goal}")
+    reason = _close_after_stop(ctx, stop_reason)
+    return result_of(ctx, reason=reason, steps=agent.steps_taken, parse_failures=agent.parse_failures)
 
 
-def result_of(ctx: ExperimentContext) -> ExperimentResult:
-    """Return the typed result for the experiment's current state."""
+def _close_after_stop(ctx: ExperimentContext, stop_reason: StopReason) -> str | None:
+    """Record why the planner stopped and settle the experiment's status; return the result's reason."""
     experiment = ctx.experiment
-    state: TerminalState = "incomplete" if experiment.status == ExperimentStatus.ACTIVE else experiment.status.value  # type: ignore[assignment]
+    if experiment.status != ExperimentStatus.ACTIVE:
+        return experiment.failure and "experiment_failed"
+    ctx.record("planner_stopped", reason=stop_reason)
+    if stop_reason == "step_limit":
+        return "step_limit"
+    if stop_reason == "final_answer" and experiment.next_stage() in (None, Stage.REPORT):
+        # Every planned stage is done; the report closes the experiment even if the planner skipped it.
+        write_report(ctx)
+        return None
+    if stop_reason == "final_answer":
+        stop_reason = "final_answer_before_done"  # type: ignore[assignment]
+    ctx.fail(f"{stop_reason}: the planner stopped with stage {experiment.next_stage()} not done")
+    return stop_reason
+
+
+_STATES: dict[ExperimentStatus, TerminalState] = {
+    ExperimentStatus.SUCCEEDED: "succeeded",
+    ExperimentStatus.FAILED: "failed",
+    ExperimentStatus.STOPPED: "stopped_by_policy",
+    ExperimentStatus.ACTIVE: "budget_exhausted",
+}
+
+
+def result_of(ctx: ExperimentContext, *, reason: str | None = None, steps: int = 0, parse_failures: int = 0) -> ExperimentResult:
+    """Return the typed result for the experiment's current state.
+
+    An experiment that is still active is reported as `budget_exhausted`: only a limit leaves it active.
+    """
+    # NOTE: `needs_approval` is never returned yet: the approval gate (an `Approver` protocol) is not on this
+    # branch. Map its awaiting-approval status here once it exists.
+    experiment = ctx.experiment
     return ExperimentResult(
         experiment_id=experiment.id,
-        state=state,
+        state=_STATES[experiment.status],
+        reason=reason,
         report_path=ctx.report_path,
+        completed_stages=list(experiment.completed_stages),
+        artifacts=artifacts_of(ctx),
+        best_checkpoint=best_checkpoint_of(experiment),
         baseline_scores=experiment.baseline_scores,
         run_scores={run.run_id: run.checkpoints[-1].scores for run in experiment.runs if run.checkpoints},
+        steps=steps,
+        parse_failures=parse_failures,
         failure=experiment.failure,
     )
 
 
-__all__ = ["ExperimentResult", "experiment_id_for", "open_experiment", "run_experiment", "result_of", "summarize"]
+def artifacts_of(ctx: ExperimentContext) -> dict[str, str]:
+    """Return the paths the experiment has made so far, by name."""
+    experiment = ctx.experiment
+    artifacts = {"base_model": experiment.model_path, "dataset": experiment.dataset_path}
+    for run in experiment.runs:
+        artifacts[f"{run.run_id}/output"] = run.output_dir
+        if run.checkpoints:
+            artifacts[f"{run.run_id}/checkpoint"] = run.checkpoints[-1].path
+    if ctx.report_path.exists():
+        artifacts["report"] = str(ctx.report_path)
+    return {name: str(path) for name, path in artifacts.items() if path}
+
+
+def best_checkpoint_of(experiment: Experiment) -> str | None:
+    """Return the path of the scored final checkpoint with the highest first score, or `None`."""
+    scored = [(run.checkpoints[-1].scores[0].value, run.checkpoints[-1].path) for run in experiment.runs if run.checkpoints and run.checkpoints[-1].scores]
+    return str(max(scored)[1]) if scored else None
+
+
+__all__ = [
+    "ExperimentResult",
+    "TerminalState",
+    "artifacts_of",
+    "best_checkpoint_of",
+    "experiment_id_for",
+    "open_experiment",
+    "open_saved_experiment",
+    "result_of",
+    "run_experiment",
+    "summarize",
+]

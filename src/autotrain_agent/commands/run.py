@@ -36,14 +36,23 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--llm",
+        metavar="SPEC",
+        help="plan with an LLM instead of the rules: hf:MODEL (Inference Providers), litellm:MODEL, openai:MODEL "
+        "(any OpenAI-compatible server) or transformers:PATH; keys come from HF_TOKEN, OPENAI_API_KEY and the like",
+    )
+    run.add_argument("--llm-base-url", metavar="URL", help="server URL for --llm openai:, litellm: or hf:, e.g. http://127.0.0.1:8080/v1")
     run.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
+    from ..llm import build_llm, parse_llm_spec
     from ..loop import open_experiment, run_experiment, summarize
     from ..preflight import check_plan_inputs
+    from ..prompts import render_prompt
 
     overrides = PlanOverrides(
         model=args.model,
@@ -56,6 +65,7 @@ def run_command(args: argparse.Namespace) -> int:
         eval_engine=args.eval_engine,
         use_lora=not args.no_lora,
     )
+    llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     hub_reachable = is_hub_reachable()
     plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
     check_plan_inputs(plan, hub_reachable=hub_reachable)
@@ -72,10 +82,17 @@ def run_command(args: argparse.Namespace) -> int:
     if resumed:
         done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
         print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
+    model, instructions = None, None
+    if llm_spec is not None:
+        print(f"Planner: LLM {llm_spec.describe()}")
+        model = build_llm(llm_spec)
+        instructions = render_prompt("planner", experiment_id=ctx.experiment.id, goal=ctx.experiment.goal)
     with ctx.store.lock(ctx.experiment.id):
-        result = run_experiment(ctx, max_steps=args.max_agent_steps)
+        result = run_experiment(ctx, model=model, max_steps=args.max_agent_steps, instructions=instructions)
     print()
     print(summarize(ctx))
+    if result.reason:
+        print(f"Stopped: {result.state} ({result.reason}).")
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
 
 
