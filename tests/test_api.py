@@ -167,3 +167,18 @@ def test_results_are_always_a_terminal_state(tiny_model, tmp_path, settings):
     result = api.run_experiment(plan, settings=settings, model=ScriptedModel(["prose"]), max_steps=2)
 
     assert result.state in TERMINAL_STATES
+
+
+class _BrokenServerModel(ScriptedModel):
+    def generate(self, messages, **kwargs):
+        raise ConnectionError("HTTP 500 from http://127.0.0.1:9/v1")
+
+
+def test_model_server_error_ends_as_failed_not_a_crash(tiny_model, tmp_path, settings):
+    plan = _plan(tiny_model, tmp_path)
+
+    result = api.run_experiment(plan, settings=settings, model=_BrokenServerModel(["unused"]))
+
+    assert result.state == "failed"
+    assert result.reason == "planner_error"
+    assert "HTTP 500" in result.failure

@@ -8,12 +8,15 @@ CLI and the other way round.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from smolagents import Tool
 from smolagents.models import Model
 
 from . import loop
+from .agent_tools import build_tools
 from .backends.base import JobBackend
 from .config import Settings
 from .context import ExperimentContext
@@ -23,7 +26,7 @@ from .loop import ExperimentResult
 from .preflight import check_plan_inputs
 from .prompts import render_prompt
 from .recipes import PlanOverrides, make_plan
-from .state import Experiment, Plan
+from .state import Experiment, Plan, Stage
 from .store import ExperimentStore
 
 logger = logging.getLogger(__name__)
@@ -126,7 +129,41 @@ def inspect_experiment(experiment_id: str, *, settings: Settings | None = None) 
     settings = settings or Settings()
     experiment = _load(experiment_id, settings)
     ctx = loop.open_saved_experiment(experiment, settings, echo=_log_line)
-    return experiment, loop.result_of(ctx)
+    stops = [entry for entry in ctx.store.read_journal(experiment_id) if entry["event"] == "planner_stopped"]
+    reason = stops[-1].get("reason") if stops and experiment.status.value != "succeeded" else None
+    return experiment, loop.result_of(ctx, reason=reason)
+
+
+@contextmanager
+def experiment_tools(
+    experiment_id: str,
+    *,
+    settings: Settings | None = None,
+    approver: Any | None = None,
+    backend: JobBackend | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Iterator[list[Tool]]:
+    """Lock a saved experiment and yield its tools as smolagents `Tool`s, for an agent of the caller's own.
+
+    The tools carry the same guards as the planner's, and their docstrings give the model a complete schema. The
+    lock is held until the `with` block ends, so no other process drives the experiment meanwhile.
+
+    Example:
+        >>> with experiment_tools(experiment.id) as tools:
+        ...     ToolCallingAgent(tools=tools, model=my_model).run("Run the experiment to the report.")
+
+    Raises:
+        StateError: If no experiment has that id.
+        ExperimentLockedError: If another process holds its lock.
+    """
+    settings = settings or Settings()
+    experiment = _load(experiment_id, settings)
+    ctx = loop.open_saved_experiment(experiment, settings, backend=backend, echo=echo or _log_line)
+    ctx.approver = approver
+    with ctx.store.lock(experiment_id):
+        if Stage.PLAN not in experiment.completed_stages:
+            ctx.complete_stage(Stage.PLAN)
+        yield build_tools(ctx)
 
 
 def list_experiments(*, settings: Settings | None = None) -> list[str]:
@@ -173,6 +210,7 @@ def _log_line(line: str) -> None:
 __all__ = [
     "ExperimentResult",
     "create_experiment",
+    "experiment_tools",
     "inspect_experiment",
     "list_experiments",
     "resume_experiment",

@@ -19,11 +19,11 @@ from smolagents.memory import ActionStep
 from smolagents.models import Model
 from smolagents.monitoring import LogLevel
 from smolagents.tools import Tool
-from smolagents.utils import AgentError, AgentParsingError, AgentToolCallError, AgentToolExecutionError
+from smolagents.utils import AgentError, AgentGenerationError, AgentParsingError, AgentToolCallError, AgentToolExecutionError
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["final_answer", "parse_failures_exhausted", "repeated_calls", "step_limit"]
+StopReason = Literal["final_answer", "parse_failures_exhausted", "repeated_calls", "step_limit", "planner_error"]
 
 DEFAULT_MAX_PARSE_RETRIES = 3
 DEFAULT_MAX_REPEATED_CALLS = 3
@@ -109,6 +109,8 @@ class GuardedAgent(ToolCallingAgent):
         """Replies without a usable tool call in the last run."""
         self.steps_taken = 0
         """Action steps of the last run."""
+        self.planner_error: str | None = None
+        """Why the model could not answer (a server error, a timeout), when `stop_reason` is `planner_error`."""
         self._consecutive_parse_failures = 0
         self._last_call: str | None = None
         self._repeats = 0
@@ -118,8 +120,13 @@ class GuardedAgent(ToolCallingAgent):
         self.stop_reason = None
         self.parse_failures = self.steps_taken = self._consecutive_parse_failures = self._repeats = 0
         self._last_call = None
+        self.planner_error = None
         try:
             self.run(task)
+        except AgentGenerationError as err:
+            # The model or its server failed (HTTP 500, timeout); the experiment state is intact and resumable.
+            self.planner_error = str(err)[:500]
+            self.stop_reason = "planner_error"
         except AgentError:
             # `interrupt_switch` raises "Agent interrupted." before the next step; any other agent error is ours.
             if self.stop_reason is None:

@@ -85,7 +85,10 @@ def build_llm(spec: LlmSpec, *, max_tokens: int = 1024, temperature: float = 0.0
     if spec.provider == "openai":
         from smolagents import OpenAIModel
 
-        return OpenAIModel(model_id=spec.model, api_base=spec.base_url, api_key=_openai_key(spec), **generation)
+        # llama.cpp's server accepts only string message contents, not lists of parts; OpenAI accepts both.
+        return OpenAIModel(
+            model_id=spec.model, api_base=spec.base_url, api_key=_openai_key(spec), flatten_messages_as_text=True, **generation
+        )
     return _build_transformers_model(spec, max_new_tokens=max_tokens)
 
 

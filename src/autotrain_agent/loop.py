@@ -132,26 +132,27 @@ def run_experiment(
         instructions=instructions,
     )
     stop_reason = agent.run_until_stopped(f"Run the fine-tuning experiment {experiment.id}: {experiment.goal}")
-    reason = _close_after_stop(ctx, stop_reason)
+    reason = _close_after_stop(ctx, stop_reason, detail=agent.planner_error)
     return result_of(ctx, reason=reason, steps=agent.steps_taken, parse_failures=agent.parse_failures)
 
 
-def _close_after_stop(ctx: ExperimentContext, stop_reason: StopReason) -> str | None:
-    """Record why the planner stopped and settle the experiment's status; return the result's reason."""
+def _close_after_stop(ctx: ExperimentContext, stop_reason: StopReason, *, detail: str | None = None) -> str | None:
+    """Settle the experiment's status after the planner stopped, record why, and return the result's reason."""
     experiment = ctx.experiment
     if experiment.status != ExperimentStatus.ACTIVE:
-        return experiment.failure and "experiment_failed"
-    ctx.record("planner_stopped", reason=stop_reason)
-    if stop_reason == "step_limit":
-        return "step_limit"
+        return "experiment_failed" if experiment.failure else None
     if stop_reason == "final_answer" and experiment.next_stage() in (None, Stage.REPORT):
         # Every planned stage is done; the report closes the experiment even if the planner skipped it.
+        ctx.record("planner_stopped", reason=stop_reason)
         write_report(ctx)
         return None
-    if stop_reason == "final_answer":
-        stop_reason = "final_answer_before_done"  # type: ignore[assignment]
-    ctx.fail(f"{stop_reason}: the planner stopped with stage {experiment.next_stage()} not done")
-    return stop_reason
+    reason = "final_answer_before_done" if stop_reason == "final_answer" else stop_reason
+    ctx.record("planner_stopped", reason=reason)
+    if reason != "step_limit":
+        next_stage = experiment.next_stage()
+        stage = next_stage.value if next_stage else "report"
+        ctx.fail(f"{reason}: the planner stopped before stage {stage} was done" + (f" ({detail})" if detail else ""))
+    return reason
 
 
 _STATES: dict[ExperimentStatus, TerminalState] = {
