@@ -24,6 +24,7 @@ from .errors import StateError
 from .hub import is_hub_reachable
 from .loop import ExperimentResult
 from .preflight import check_plan_inputs
+from .llm_plan import propose_plan
 from .prompts import render_prompt
 from .recipes import PlanOverrides, make_plan
 from .state import Experiment, Plan, Stage
@@ -76,7 +77,8 @@ def run_experiment(
         overrides: Choices to fix instead of leaving them to the planner; ignored when `goal` is a `Plan`.
         settings: Where files go; defaults to the current folder.
         model: The planner: any smolagents `Model` (see `autotrain_agent.llm.build_llm`). `None` uses the
-            rule-based planner. An LLM planner gets the system prompt in `prompts/planner.md`.
+            rule-based planner. An LLM planner first proposes the open choices of a goal's plan
+            (`prompts/propose_plan.md`), then drives the tools under `prompts/planner.md`.
         approver: Decides on paid actions. Passed to the tools' approval gate; see `ExperimentContext.approver`.
         backend: Where jobs run; defaults to the local backend.
         max_steps: Planner steps before the run stops as `budget_exhausted`.
@@ -90,7 +92,7 @@ def run_experiment(
         ConfigError, ModelNotFoundError, DatasetError: If the inputs cannot be planned or found; nothing is run.
         ExperimentLockedError: If another process is running the same experiment.
     """
-    ctx = _open(goal, overrides=overrides, settings=settings or Settings(), backend=backend, echo=echo)
+    ctx = _open(goal, overrides=overrides, settings=settings or Settings(), backend=backend, echo=echo, model=model)
     return _drive(ctx, model=model, approver=approver, max_steps=max_steps)
 
 
@@ -172,14 +174,15 @@ def list_experiments(*, settings: Settings | None = None) -> list[str]:
     return ExperimentStore(settings.runs_dir).list_ids()
 
 
-def _open(goal: str | Plan, *, overrides, settings: Settings, backend, echo) -> ExperimentContext:
+def _open(goal: str | Plan, *, overrides, settings: Settings, backend, echo, model: Model | None = None) -> ExperimentContext:
+    hub_reachable = is_hub_reachable()
     if isinstance(goal, Plan):
         plan = goal
-        check_plan_inputs(plan, hub_reachable=is_hub_reachable())
+    elif model is not None:
+        plan = propose_plan(goal, model, overrides=overrides, hub_reachable=hub_reachable)
     else:
-        hub_reachable = is_hub_reachable()
         plan = make_plan(goal, overrides, hub_reachable=hub_reachable)
-        check_plan_inputs(plan, hub_reachable=hub_reachable)
+    check_plan_inputs(plan, hub_reachable=hub_reachable)
     ctx, _ = loop.open_experiment(plan, settings, backend=backend, echo=echo or _log_line)
     return ctx
 

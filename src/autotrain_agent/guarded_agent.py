@@ -1,4 +1,4 @@
-"""A smolagents `ToolCallingAgent` that survives a planner that answers badly and always stops for a named reason.
+"""A smolagents `ToolCallingAgent` that survives bad planner output and always stops for a named reason.
 
 Real models reply with prose instead of a tool call, send arguments as JSON strings or nested objects, and repeat
 the same call forever. This agent feeds each unparsable reply back as a parsing error a bounded number of times,
@@ -35,7 +35,7 @@ def normalize_arguments(raw: Any) -> dict[str, Any]:
     """Return tool-call arguments as a dict, whatever shape the provider sent them in.
 
     Accepted shapes: a dict; `None` or an empty string (no arguments); a JSON object as a string, optionally in a
-    Markdown code fence; a JSON string that itself holds a JSON object (double-encoded); and any of these wrapped in
+    Markdown code fence; a JSON string that itself contains a JSON object (double-encoded); and any of these wrapped in
     a single `{"arguments": ...}` or `{"parameters": ...}` key.
 
     Raises:

@@ -71,8 +71,11 @@ def build_llm(spec: LlmSpec, *, max_tokens: int = 1024, temperature: float = 0.0
     `base_url` points at a local server. `transformers` loads the model on this machine and needs none.
 
     Raises:
-        ConfigError: If `openai` has neither a key nor a base URL, or a `transformers` path is not a folder.
+        ConfigError: If `max_tokens` is not positive, `openai` has neither a key nor a base URL, or a
+            `transformers` path is not a folder.
     """
+    if max_tokens <= 0:
+        raise ConfigError(f"`--llm-max-tokens` must be a positive integer, got {max_tokens!r}.")
     generation = {"max_tokens": max_tokens, "temperature": temperature}
     if spec.provider == "hf":
         from smolagents import InferenceClientModel

@@ -27,14 +27,14 @@ TerminalState = Literal["succeeded", "stopped_by_policy", "needs_approval", "bud
 
 
 class ExperimentResult(BaseModel):
-    """What an experiment produced when the loop stopped: always one typed terminal state, never the planner's prose."""
+    """The outcome of an experiment when the loop stopped: one typed terminal state, never the planner's prose."""
 
     experiment_id: str
     """The experiment's id."""
     state: TerminalState
     """`budget_exhausted` when the step limit stopped the loop first; the experiment can then be resumed."""
     reason: str | None = None
-    """Why the loop stopped when it did not succeed, e.g. `step_limit`, `parse_failures_exhausted`, `repeated_calls`."""
+    """The stop reason when the loop did not succeed, e.g. `step_limit`, `parse_failures_exhausted`, `repeated_calls`."""
     report_path: Path
     """The Markdown report."""
     completed_stages: list[Stage]

@@ -2,8 +2,8 @@
 
 It serves the same smolagents tools the planner calls (`agent_tools.TOOL_CLASSES`), each with an extra
 `experiment_id` argument, plus `create_experiment`, `inspect_experiment` and `list_experiments`. The guards live
-inside the tools, so an MCP client meets the same validation, stage and approval checks as the planner; the
-client's own confirmation prompt does not replace the approval gate.
+inside the tools, so an MCP client meets the same validation and stage checks as the planner. Paid actions will
+go through the approval gate inside the tools too, and the client's own confirmation prompt does not replace it.
 
 Limitations:
     A call holds the experiment's lock until it returns, and `monitor_run` returns only when the job ends, which

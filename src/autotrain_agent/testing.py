@@ -145,7 +145,7 @@ def _build_random_model(tokenizer, *, hidden_size: int, num_layers: int, seed: i
 
 
 class ScriptedModel(Model):
-    """A smolagents model that answers with a fixed script, one reply per call, so a test can drive an agent.
+    """A smolagents model that replies from a fixed script, one reply per call, so a test can drive an agent.
 
     Each reply is either a string (prose, no tool call) or a `(tool_name, arguments)` pair, where `arguments` may
     be in any shape a provider sends (a dict, a JSON string, `None`). When the script runs out, the last reply

@@ -42,6 +42,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
         help="plan with an LLM instead of the rules: hf:MODEL (Inference Providers), litellm:MODEL, openai:MODEL "
         "(any OpenAI-compatible server) or transformers:PATH; keys come from HF_TOKEN, OPENAI_API_KEY and the like",
     )
+    run.add_argument("--llm-max-tokens", type=int, default=1024, metavar="N", help="longest LLM reply in tokens (default 1024)")
     run.add_argument("--llm-base-url", metavar="URL", help="server URL for --llm openai:, litellm: or hf:, e.g. http://127.0.0.1:8080/v1")
     run.set_defaults(handler=run_command)
 
@@ -50,6 +51,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
     from ..hub import is_hub_reachable
     from ..llm import build_llm, parse_llm_spec
+    from ..llm_plan import propose_plan
     from ..loop import open_experiment, run_experiment, summarize
     from ..preflight import check_plan_inputs
     from ..prompts import render_prompt
@@ -66,8 +68,12 @@ def run_command(args: argparse.Namespace) -> int:
         use_lora=not args.no_lora,
     )
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
+    model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     hub_reachable = is_hub_reachable()
-    plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    if model is not None:
+        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
+    else:
+        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
     check_plan_inputs(plan, hub_reachable=hub_reachable)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     ctx, resumed = open_experiment(plan, settings)
@@ -82,10 +88,9 @@ def run_command(args: argparse.Namespace) -> int:
     if resumed:
         done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
         print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
-    model, instructions = None, None
+    instructions = None
     if llm_spec is not None:
         print(f"Planner: LLM {llm_spec.describe()}")
-        model = build_llm(llm_spec)
         instructions = render_prompt("planner", experiment_id=ctx.experiment.id, goal=ctx.experiment.goal)
     with ctx.store.lock(ctx.experiment.id):
         result = run_experiment(ctx, model=model, max_steps=args.max_agent_steps, instructions=instructions)
