@@ -1,7 +1,5 @@
 """The Python API driven by scripted planners: every run ends in one typed terminal state, read from the state."""
 
-import json
-
 import pytest
 
 from autotrain_agent import api
@@ -9,7 +7,7 @@ from autotrain_agent.config import Settings
 from autotrain_agent.errors import StateError
 from autotrain_agent.recipes import PlanOverrides, make_plan
 from autotrain_agent.state import Stage
-from autotrain_agent.testing import ScriptedModel, build_tiny_chat_model
+from autotrain_agent.testing import ScriptedModel, build_tiny_chat_model, write_code_rows
 
 TERMINAL_STATES = {"succeeded", "stopped_by_policy", "needs_approval", "budget_exhausted", "failed"}
 
@@ -26,14 +24,7 @@ def settings(tmp_path, monkeypatch):
 
 
 def _plan(tiny_model, tmp_path, stages=None):
-    rows = tmp_path / "rows.jsonl"
-    with open(rows, "w") as out:
-        for index in range(8):
-            messages = [
-                {"role": "user", "content": f"Write a function that returns {index}."},
-                {"role": "assistant", "content": f"```python\ndef f():\n    return {index}\n```"},
-            ]
-            out.write(json.dumps({"messages": messages}) + "\n")
+    rows = write_code_rows(tmp_path / "rows.jsonl", count=8)
     overrides = PlanOverrides(model=str(tiny_model), dataset=str(rows), max_steps=2, eval_limit=1, eval_engine="transformers")
     plan = make_plan("improve code solving with SFT", overrides)
     plan.hyperparameters.max_length = 128
@@ -182,3 +173,15 @@ def test_model_server_error_ends_as_failed_not_a_crash(tiny_model, tmp_path, set
     assert result.state == "failed"
     assert result.reason == "planner_error"
     assert "HTTP 500" in result.failure
+
+
+def test_llm_tool_calls_are_recorded_as_planner_decisions(tiny_model, tmp_path, settings):
+    plan = _plan(tiny_model, tmp_path, stages=[Stage.PLAN, Stage.VALIDATE, Stage.REPORT])
+    model = ScriptedModel([("validate_dataset", {}), ("write_report", {}), ("final_answer", {"answer": "done"})])
+
+    result = api.run_experiment(plan, settings=settings, model=model)
+
+    experiment, _ = api.inspect_experiment(result.experiment_id, settings=settings)
+    actions = [d.action for d in experiment.decisions if d.by == "planner"]
+    assert result.state == "succeeded"
+    assert actions == ["call validate_dataset()", "call write_report()"]

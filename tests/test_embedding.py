@@ -1,7 +1,5 @@
 """Embedding: a whole tiny experiment driven by another program's own smolagents agent through our tools."""
 
-import json
-
 import pytest
 from smolagents import ToolCallingAgent
 from smolagents.monitoring import LogLevel
@@ -10,7 +8,7 @@ from autotrain_agent import api
 from autotrain_agent.config import Settings
 from autotrain_agent.recipes import PlanOverrides
 from autotrain_agent.state import Stage
-from autotrain_agent.testing import ScriptedModel, build_tiny_chat_model
+from autotrain_agent.testing import ScriptedModel, build_tiny_chat_model, write_code_rows
 
 pytestmark = pytest.mark.slow
 
@@ -18,13 +16,7 @@ pytestmark = pytest.mark.slow
 def test_outer_smolagents_agent_runs_a_whole_experiment(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text(
-        "".join(
-            json.dumps({"messages": [{"role": "user", "content": f"Write f returning {i}."}, {"role": "assistant", "content": f"```python\ndef f():\n    return {i}\n```"}]}) + "\n"
-            for i in range(16)
-        )
-    )
+    rows = write_code_rows(tmp_path / "rows.jsonl")
     settings = Settings(output_dir=tmp_path / "work", cache_dir=tmp_path / "cache", progress=False, poll_interval_s=0.2)
     overrides = PlanOverrides(model=str(model_dir), dataset=str(rows), max_steps=3, eval_limit=2, eval_engine="transformers")
     experiment = api.create_experiment("improve code solving with SFT", overrides=overrides, settings=settings)

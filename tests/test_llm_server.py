@@ -4,7 +4,6 @@ A 135M model does not plan well; the test checks the guards, not the model: the 
 state within its step limit, and nothing the model wrote becomes the result.
 """
 
-import json
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from autotrain_agent import api
 from autotrain_agent.cli import main
 from autotrain_agent.config import Settings
 from autotrain_agent.store import ExperimentStore
-from autotrain_agent.testing import build_tiny_chat_model
+from autotrain_agent.testing import build_tiny_chat_model, write_code_rows
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +68,7 @@ def test_local_openai_server_plans_until_a_typed_stop(llama_server, tmp_path, mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake-key-123")
     model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Return {i}."}, {"role": "assistant", "content": f"```python\nprint({i})\n```"}]}) + "\n" for i in range(8)))
+    rows = write_code_rows(tmp_path / "rows.jsonl", count=8)
     work = tmp_path / "work"
     argv = ["run", "improve code solving with SFT", "--model", str(model_dir), "--dataset", str(rows), "--max-steps", "2"]
     argv += ["--eval-limit", "1", "--eval-engine", "transformers", "--output-dir", str(work), "--no-progress"]

@@ -8,22 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from autotrain_agent.testing import build_tiny_chat_model
+from autotrain_agent.testing import build_tiny_chat_model, write_code_rows
 
 mcp = pytest.importorskip("mcp")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def _write_rows(path):
-    with open(path, "w") as out:
-        for index in range(8):
-            messages = [
-                {"role": "user", "content": f"Write a function that returns {index}."},
-                {"role": "assistant", "content": f"```python\ndef f():\n    return {index}\n```"},
-            ]
-            out.write(json.dumps({"messages": messages}) + "\n")
-    return path
 
 
 async def _session_calls(tmp_path, model_dir, rows):
@@ -48,7 +37,7 @@ async def _session_calls(tmp_path, model_dir, rows):
 
 def test_mcp_client_lists_tools_and_calls_validate_and_estimate(tmp_path):
     model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
-    rows = _write_rows(tmp_path / "rows.jsonl")
+    rows = write_code_rows(tmp_path / "rows.jsonl", count=8)
 
     listed, too_early, validated, estimated, inspected = asyncio.run(asyncio.wait_for(_session_calls(tmp_path, model_dir, rows), 240))
 

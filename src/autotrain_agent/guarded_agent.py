@@ -78,6 +78,8 @@ class GuardedAgent(ToolCallingAgent):
             `repeated_calls`.
         on_rejected_call: Called with the tool name and the error for each call the agent rejects (an unknown
             tool, bad arguments), so the caller can record it.
+        on_accepted_call: Called with the tool name, its arguments and the model's text beside the call for each
+            call that ran without error.
         instructions: Text added to smolagents' system prompt.
     """
 
@@ -90,6 +92,7 @@ class GuardedAgent(ToolCallingAgent):
         max_parse_retries: int = DEFAULT_MAX_PARSE_RETRIES,
         max_repeated_calls: int = DEFAULT_MAX_REPEATED_CALLS,
         on_rejected_call: Callable[[str, str], None] | None = None,
+        on_accepted_call: Callable[[str, Any, str], None] | None = None,
         instructions: str | None = None,
     ):
         super().__init__(
@@ -103,6 +106,7 @@ class GuardedAgent(ToolCallingAgent):
         self.max_parse_retries = max_parse_retries
         self.max_repeated_calls = max_repeated_calls
         self.on_rejected_call = on_rejected_call
+        self.on_accepted_call = on_accepted_call
         self.stop_reason: StopReason | None = None
         """Why the last run ended; `None` only while it runs."""
         self.parse_failures = 0
@@ -160,6 +164,9 @@ class GuardedAgent(ToolCallingAgent):
         calls = _requested_calls(step)
         if isinstance(step.error, (AgentToolCallError, AgentToolExecutionError)) and self.on_rejected_call:
             self.on_rejected_call(calls[0][0] if calls else "?", str(step.error))
+        elif step.error is None and self.on_accepted_call:
+            for name, arguments in calls:
+                self.on_accepted_call(name, arguments, step.model_output or "")
         self._count_repeats(calls)
 
     def _count_parse_failure(self) -> None:

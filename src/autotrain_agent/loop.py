@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from smolagents.models import Model
@@ -16,7 +16,7 @@ from .config import Settings
 from .context import ExperimentContext
 from .estimate import estimate_minutes
 from .guarded_agent import DEFAULT_MAX_PARSE_RETRIES, DEFAULT_MAX_REPEATED_CALLS, GuardedAgent, StopReason
-from .planner import RuleBasedPlanner, summarize
+from .planner import FINAL_ANSWER, RuleBasedPlanner, format_call_arguments, summarize
 from .state import Experiment, ExperimentStatus, Plan, Score, Stage
 from .store import ExperimentStore
 from .tools.report import write_report
@@ -122,18 +122,28 @@ def run_experiment(
     if experiment.status != ExperimentStatus.ACTIVE:
         return result_of(ctx)
 
+    planner = model or RuleBasedPlanner(ctx)
     agent = GuardedAgent(
         tools=build_tools(ctx),
-        model=model or RuleBasedPlanner(ctx),
+        model=planner,
         max_steps=max_steps,
         max_parse_retries=max_parse_retries,
         max_repeated_calls=max_repeated_calls,
         on_rejected_call=lambda tool, error: ctx.decide(by="system", action=f"reject call {tool}", reason=error[:300]),
+        # The rule-based planner records its own decisions, with its rule as the reason, before each call.
+        on_accepted_call=None if isinstance(planner, RuleBasedPlanner) else lambda tool, arguments, text: _record_llm_call(ctx, tool, arguments, text),
         instructions=instructions,
     )
     stop_reason = agent.run_until_stopped(f"Run the fine-tuning experiment {experiment.id}: {experiment.goal}")
     reason = _close_after_stop(ctx, stop_reason, detail=agent.planner_error)
     return result_of(ctx, reason=reason, steps=agent.steps_taken, parse_failures=agent.parse_failures)
+
+
+def _record_llm_call(ctx: ExperimentContext, tool: str, arguments: Any, text: str) -> None:
+    if tool == FINAL_ANSWER:
+        return
+    reason = " ".join(text.split())[:200] or "no reason given by the model"
+    ctx.decide(by="planner", action=f"call {tool}({format_call_arguments(arguments)})", reason=reason)
 
 
 def _close_after_stop(ctx: ExperimentContext, stop_reason: StopReason, *, detail: str | None = None) -> str | None:

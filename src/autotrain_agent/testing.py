@@ -1,5 +1,6 @@
 """Public helpers for testing code built on autotrain-agent without a Hub download or a GPU."""
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,3 +182,18 @@ class ScriptedModel(Model):
 
 def _message_content(message: Any) -> Any:
     return message.get("content") if isinstance(message, dict) else message.content
+
+
+def write_code_rows(path: Path, *, count: int = 16) -> Path:
+    """Write `count` chat rows (a request for a small Python function, then the function in a fenced block) as JSONL.
+
+    The rows pass SFT validation, so a test can train and evaluate on them without a Hub download.
+    """
+    with open(path, "w", encoding="utf-8") as out:
+        for index in range(count):
+            messages = [
+                {"role": "user", "content": f"Write a Python function `f()` that returns {index}."},
+                {"role": "assistant", "content": f"```python\ndef f():\n    return {index}\n```"},
+            ]
+            out.write(json.dumps({"messages": messages}) + "\n")
+    return path
