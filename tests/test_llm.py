@@ -92,3 +92,12 @@ def test_arguments_that_are_not_an_object_are_rejected(raw):
 @pytest.mark.parametrize("raw", [None, "", {}])
 def test_empty_arguments_become_an_empty_dict(raw):
     assert normalize_arguments(raw) == {}
+
+
+def test_cli_rejects_a_bad_llm_spec_before_planning(capsys):
+    from autotrain_agent.cli import main
+
+    exit_code = main(["run", "improve code solving with SFT", "--llm", "gpt-4", "--plan-only"])
+
+    assert exit_code == 2
+    assert "PROVIDER:MODEL" in capsys.readouterr().err

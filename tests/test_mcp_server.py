@@ -32,14 +32,15 @@ async def _session_calls(tmp_path, model_dir, rows):
         validated = await session.call_tool("validate_dataset", {"experiment_id": experiment_id})
         estimated = await session.call_tool("estimate_experiment", {"experiment_id": experiment_id})
         inspected = await session.call_tool("inspect_experiment", {"experiment_id": experiment_id})
-    return listed, too_early, validated, estimated, inspected
+        unknown = await session.call_tool("inspect_experiment", {"experiment_id": "no-such-experiment"})
+    return listed, too_early, validated, estimated, inspected, unknown
 
 
 def test_mcp_client_lists_tools_and_calls_validate_and_estimate(tmp_path):
     model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
     rows = write_code_rows(tmp_path / "rows.jsonl", count=8)
 
-    listed, too_early, validated, estimated, inspected = asyncio.run(asyncio.wait_for(_session_calls(tmp_path, model_dir, rows), 240))
+    listed, too_early, validated, estimated, inspected, unknown = asyncio.run(asyncio.wait_for(_session_calls(tmp_path, model_dir, rows), 240))
 
     names = {tool.name for tool in listed.tools}
     assert names >= {"create_experiment", "validate_dataset", "estimate_experiment", "evaluate_model", "submit_run", "monitor_run", "write_report"}
@@ -47,7 +48,10 @@ def test_mcp_client_lists_tools_and_calls_validate_and_estimate(tmp_path):
     assert schema["required"] == ["experiment_id", "target"]
     assert schema["properties"]["target"]["description"].startswith("'base'")
     assert too_early.is_error
+    assert "call `validate_dataset` first" in too_early.content[0].text
     assert not validated.is_error, validated.content[0].text
     assert "rows" in validated.content[0].text
     assert "Expected wall time" in estimated.content[0].text and "0 USD" in estimated.content[0].text
     assert "validate" in json.loads(inspected.content[0].text)["completed_stages"]
+    assert unknown.is_error
+    assert "No experiment 'no-such-experiment'" in unknown.content[0].text

@@ -12,8 +12,10 @@ Limitations:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -21,6 +23,7 @@ from pydantic import Field
 from . import api
 from .agent_tools import TOOL_CLASSES, _ExperimentTool
 from .config import Settings
+from .errors import AutotrainError
 from .loop import open_saved_experiment
 from .recipes import PlanOverrides
 
@@ -58,9 +61,30 @@ def serve_stdio(settings: Settings) -> None:
     build_server(settings).run("stdio")
 
 
+def _reporting_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a tool so that our errors reach the client with their message.
+
+    The SDK keeps an unexpected exception's text on the server and sends only "Error executing tool"; a
+    `ToolError` carries the cause, which the model needs to act on.
+    """
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        try:
+            return function(*args, **kwargs)
+        except (AutotrainError, KeyError, NotImplementedError) as err:
+            logger.info("tool %s failed: %s", function.__name__, err)
+            raise ToolError(f"{type(err).__name__}: {err}") from err
+
+    return call
+
+
 def _experiment_tool(tool_class: type[_ExperimentTool], settings: Settings):
     """Return a function with `experiment_id` plus the tool's own inputs, for the MCP SDK to build its schema from."""
 
+    @_reporting_errors
     def call_tool(experiment_id: str, **arguments: str) -> str:
         experiment, _ = api.inspect_experiment(experiment_id, settings=settings)
         ctx = open_saved_experiment(experiment, settings, echo=lambda line: logger.info("%s", line))
@@ -78,6 +102,7 @@ def _experiment_tool(tool_class: type[_ExperimentTool], settings: Settings):
 
 
 def _create_tool(settings: Settings):
+    @_reporting_errors
     def create_experiment(
         goal: Annotated[str, Field(description="The goal in plain words, e.g. 'improve code solving with SFT'.")],
         model: Annotated[str | None, Field(description="Base model: Hub id or local folder. Omit for the default.")] = None,
@@ -98,6 +123,7 @@ def _create_tool(settings: Settings):
 
 
 def _inspect_tool(settings: Settings):
+    @_reporting_errors
     def inspect_experiment(experiment_id: _EXPERIMENT_ID) -> str:
         """Return an experiment's state as JSON: terminal state, finished stages, scores, artifacts and report path."""
         _, result = api.inspect_experiment(experiment_id, settings=settings)
@@ -107,6 +133,7 @@ def _inspect_tool(settings: Settings):
 
 
 def _list_tool(settings: Settings):
+    @_reporting_errors
     def list_experiments() -> list[str]:
         """Return the ids of the saved experiments."""
         return api.list_experiments(settings=settings)
