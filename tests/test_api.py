@@ -185,3 +185,17 @@ def test_llm_tool_calls_are_recorded_as_planner_decisions(tiny_model, tmp_path, 
     actions = [d.action for d in experiment.decisions if d.by == "planner"]
     assert result.state == "succeeded"
     assert actions == ["call validate_dataset()", "call write_report()"]
+
+
+def test_resume_after_step_limit_skips_finished_stages(tiny_model, tmp_path, settings):
+    plan = _plan(tiny_model, tmp_path, stages=[Stage.PLAN, Stage.VALIDATE, Stage.REPORT])
+    first = ScriptedModel([("validate_dataset", {}), ("monitor_run", {"run_id": "run-8"}), ("monitor_run", {"run_id": "run-9"})])
+    stopped = api.run_experiment(plan, settings=settings, model=first, max_steps=3)
+    second = ScriptedModel([("write_report", {}), ("final_answer", {"answer": "done"})])
+
+    resumed = api.resume_experiment(stopped.experiment_id, settings=settings, model=second)
+
+    assert stopped.state == "budget_exhausted"
+    assert resumed.state == "succeeded"
+    assert resumed.completed_stages == [Stage.PLAN, Stage.VALIDATE, Stage.REPORT]
+    assert second.calls == 2

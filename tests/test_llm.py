@@ -101,3 +101,16 @@ def test_cli_rejects_a_bad_llm_spec_before_planning(capsys):
 
     assert exit_code == 2
     assert "PROVIDER:MODEL" in capsys.readouterr().err
+
+
+def test_transformers_spec_loads_a_local_folder(tmp_path):
+    from smolagents import TransformersModel
+
+    from autotrain_agent.testing import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path / "tiny-model")
+
+    model = build_llm(parse_llm_spec(f"transformers:{folder}"), max_tokens=8)
+
+    assert isinstance(model, TransformersModel)
+    assert model.model_id == str(folder)
