@@ -199,3 +199,14 @@ def test_resume_after_step_limit_skips_finished_stages(tiny_model, tmp_path, set
     assert resumed.state == "succeeded"
     assert resumed.completed_stages == [Stage.PLAN, Stage.VALIDATE, Stage.REPORT]
     assert second.calls == 2
+
+
+def test_inspect_of_a_created_experiment_is_active(tiny_model, tmp_path, settings):
+    plan = _plan(tiny_model, tmp_path)
+    experiment = api.create_experiment(plan, settings=settings)
+
+    _, result = api.inspect_experiment(experiment.id, settings=settings)
+
+    assert result.state == "budget_exhausted"
+    assert result.reason == "active"
+    assert result.completed_stages == []

@@ -27,7 +27,7 @@ from .preflight import check_plan_inputs
 from .llm_plan import propose_plan
 from .prompts import render_prompt
 from .recipes import PlanOverrides, make_plan
-from .state import Experiment, Plan, Stage
+from .state import Experiment, ExperimentStatus, Plan, Stage
 from .store import ExperimentStore
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def resume_experiment(
 def inspect_experiment(experiment_id: str, *, settings: Settings | None = None) -> tuple[Experiment, ExperimentResult]:
     """Return a saved experiment's full state and its result so far, without running or locking anything.
 
-    An experiment still running elsewhere, or stopped by a step limit, shows as `budget_exhausted`.
+    An experiment that is still active shows as `budget_exhausted`, with reason `step_limit` when a step limit
+    stopped it, or `active` when it was never run to a stop or is running elsewhere now.
 
     Raises:
         StateError: If no experiment has that id.
@@ -131,9 +132,7 @@ def inspect_experiment(experiment_id: str, *, settings: Settings | None = None) 
     settings = settings or Settings()
     experiment = _load(experiment_id, settings)
     ctx = loop.open_saved_experiment(experiment, settings, echo=_log_line)
-    stops = [entry for entry in ctx.store.read_journal(experiment_id) if entry["event"] == "planner_stopped"]
-    reason = stops[-1].get("reason") if stops and experiment.status.value != "succeeded" else None
-    return experiment, loop.result_of(ctx, reason=reason)
+    return experiment, loop.result_of(ctx, reason=_last_stop_reason(ctx))
 
 
 @contextmanager
@@ -185,6 +184,16 @@ def _open(goal: str | Plan, *, overrides, settings: Settings, backend, echo, mod
     check_plan_inputs(plan, hub_reachable=hub_reachable)
     ctx, _ = loop.open_experiment(plan, settings, backend=backend, echo=echo or _log_line)
     return ctx
+
+
+def _last_stop_reason(ctx: ExperimentContext) -> str | None:
+    journal = ctx.store.read_journal(ctx.experiment.id)
+    events = [entry for entry in journal if entry["event"] in ("planner_stopped", "experiment_resumed", "experiment_created")]
+    if ctx.experiment.status == ExperimentStatus.SUCCEEDED:
+        return None
+    if events and events[-1]["event"] == "planner_stopped":
+        return events[-1].get("reason")
+    return "active" if ctx.experiment.status == ExperimentStatus.ACTIVE else None
 
 
 def _load(experiment_id: str, settings: Settings) -> Experiment:
