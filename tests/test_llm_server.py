@@ -84,6 +84,7 @@ def test_local_openai_server_plans_until_a_typed_stop(llama_server, tmp_path, mo
     assert exit_code == (0 if result.state == "succeeded" else 1)
     journal = [entry["event"] for entry in ExperimentStore(work / "training_runs").read_journal(experiment_id)]
     assert "planner_stopped" in journal
+    assert any(d.action.startswith("plan with the LLM openai:smollm2 at http://127.0.0.1:") for d in experiment.decisions)
     saved = "\n".join(path.read_text() for path in work.rglob("*") if path.is_file() and path.suffix in (".json", ".jsonl", ".md"))
     saved += result.report_path.read_text()
     assert "sk-test-fake-key-123" not in saved + output

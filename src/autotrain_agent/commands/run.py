@@ -49,32 +49,13 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
-    from ..hub import is_hub_reachable
     from ..llm import build_llm, parse_llm_spec
-    from ..llm_plan import propose_plan
     from ..loop import open_experiment, run_experiment, summarize
-    from ..preflight import check_plan_inputs
     from ..prompts import render_prompt
 
-    overrides = PlanOverrides(
-        model=args.model,
-        dataset=args.dataset,
-        dataset_config=args.dataset_config,
-        method=args.method,
-        benchmark=args.benchmark,
-        max_steps=args.max_steps,
-        eval_limit=args.eval_limit,
-        eval_engine=args.eval_engine,
-        use_lora=not args.no_lora,
-    )
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
-    hub_reachable = is_hub_reachable()
-    if model is not None:
-        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
-    else:
-        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
-    check_plan_inputs(plan, hub_reachable=hub_reachable)
+    plan = plan_from_args(args, model=model)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     ctx, resumed = open_experiment(plan, settings)
     if args.plan_only:
@@ -93,12 +74,44 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"Planner: LLM {llm_spec.describe()}")
         instructions = render_prompt("planner", experiment_id=ctx.experiment.id, goal=ctx.experiment.goal)
     with ctx.store.lock(ctx.experiment.id):
+        if llm_spec is not None:
+            ctx.decide(by="system", action=f"plan with the LLM {llm_spec.describe()}", reason="chosen with --llm")
         result = run_experiment(ctx, model=model, max_steps=args.max_agent_steps, instructions=instructions)
     print()
     print(summarize(ctx))
     if result.reason:
         print(f"Stopped: {result.state} ({result.reason}).")
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
+
+
+def plan_from_args(args: argparse.Namespace, *, model=None) -> Plan:
+    """Return the plan for the parsed flags: proposed by `model` when one is given, by the rules otherwise.
+
+    Raises:
+        ConfigError, ModelNotFoundError, DatasetError: If the goal cannot be planned or its inputs are missing.
+    """
+    from ..hub import is_hub_reachable
+    from ..llm_plan import propose_plan
+    from ..preflight import check_plan_inputs
+
+    overrides = PlanOverrides(
+        model=args.model,
+        dataset=args.dataset,
+        dataset_config=args.dataset_config,
+        method=args.method,
+        benchmark=args.benchmark,
+        max_steps=args.max_steps,
+        eval_limit=args.eval_limit,
+        eval_engine=args.eval_engine,
+        use_lora=not args.no_lora,
+    )
+    hub_reachable = is_hub_reachable()
+    if model is not None:
+        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
+    else:
+        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    check_plan_inputs(plan, hub_reachable=hub_reachable)
+    return plan
 
 
 def format_plan(experiment_id: str, plan: Plan) -> str:
