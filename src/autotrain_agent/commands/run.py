@@ -42,7 +42,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
         help="plan with an LLM instead of the rules: hf:MODEL (Inference Providers), litellm:MODEL, openai:MODEL "
         "(any OpenAI-compatible server) or transformers:PATH; keys come from HF_TOKEN, OPENAI_API_KEY and the like",
     )
-    run.add_argument("--llm-max-tokens", type=int, default=1024, metavar="N", help="longest LLM reply in tokens (default 1024)")
+    run.add_argument("--llm-max-tokens", type=int, default=1024, metavar="N", help="maximum tokens per LLM reply (default 1024)")
     run.add_argument("--llm-base-url", metavar="URL", help="server URL for --llm openai:, litellm: or hf:, e.g. http://127.0.0.1:8080/v1")
     run.set_defaults(handler=run_command)
 
