@@ -73,7 +73,7 @@ def test_step_cap_ends_as_budget_exhausted_with_artifacts(tiny_model, tmp_path, 
     assert "final answer" not in result.report_path.read_text().lower()
 
 
-def test_final_answer_at_step_one_takes_no_more_steps(tiny_model, tmp_path, settings):
+def test_final_answer_at_step_one_stops(tiny_model, tmp_path, settings):
     plan = _plan(tiny_model, tmp_path, stages=[Stage.PLAN, Stage.REPORT])
     model = ScriptedModel([("final_answer", {"answer": "nothing left to do"})])
 
@@ -123,7 +123,8 @@ def test_budget_raising_attempts_are_rejected_and_reported(tiny_model, tmp_path,
     rejected = [d.action for d in experiment.decisions if d.by == "system"]
     assert rejected == ["reject call write_file", "reject call set_budget"]
     report = result.report_path.read_text()
-    assert "reject call write_file" in report and "reject call set_budget" in report
+    assert "reject call write_file" in report
+    assert "reject call set_budget" in report
     assert not (settings.runs_dir / "budget.json").exists()
 
 
@@ -144,7 +145,8 @@ def test_tool_arguments_in_provider_shapes_reach_the_tool(tiny_model, tmp_path, 
     api.run_experiment(plan, settings=settings, model=model)
 
     observation = model.last_messages_text
-    assert "KeyError" in observation and "has no run" in observation
+    assert "KeyError" in observation
+    assert "has no run" in observation
 
 
 def test_inspect_unknown_experiment_names_the_known_ones(settings):
@@ -165,7 +167,7 @@ class _BrokenServerModel(ScriptedModel):
         raise ConnectionError("HTTP 500 from http://127.0.0.1:9/v1")
 
 
-def test_model_server_error_ends_as_failed_not_a_crash(tiny_model, tmp_path, settings):
+def test_model_server_error_fails_run(tiny_model, tmp_path, settings):
     plan = _plan(tiny_model, tmp_path)
 
     result = api.run_experiment(plan, settings=settings, model=_BrokenServerModel(["unused"]))
