@@ -210,7 +210,7 @@ def test_planner_path_submits_nothing_without_approval(tmp_path):
     run_experiment(ctx, max_steps=4)
 
     assert ctx.backend.submitted == []
-    assert ctx.experiment.status == ExperimentStatus.FAILED
+    assert ctx.experiment.status == ExperimentStatus.NEEDS_APPROVAL
     assert "not approved" in ctx.experiment.failure
 
 

@@ -11,7 +11,8 @@ import logging
 from smolagents import Tool
 
 from .context import ExperimentContext
-from .errors import AutotrainError, BackendError, StateError
+from .errors import ApprovalRejectedError, AutotrainError, BackendError, StateError
+from .tools.estimate import estimate_experiment
 from .tools.evaluate import evaluate_model
 from .tools.monitor import monitor_run
 from .tools.report import write_report
@@ -37,6 +38,9 @@ class _ExperimentTool(Tool):
             return function(self.ctx, *args)
         except RECOVERABLE_ERRORS:
             raise
+        except ApprovalRejectedError as err:
+            self.ctx.await_approval(str(err))
+            raise
         except AutotrainError as err:
             self.ctx.fail(str(err))
             raise
@@ -52,6 +56,18 @@ class ValidateDatasetTool(_ExperimentTool):
 
     def forward(self) -> str:
         return self._call(validate_dataset)
+
+
+class EstimateExperimentTool(_ExperimentTool):
+    name = "estimate_experiment"
+    description = (
+        "Estimate the plan's wall time and cost before anything runs: training steps, both evaluations and setup. "
+        "Changes nothing. Returns one paragraph with the minutes and the cost in USD."
+    )
+    inputs: dict = {}
+
+    def forward(self) -> str:
+        return self._call(estimate_experiment)
 
 
 class EvaluateModelTool(_ExperimentTool):
@@ -99,6 +115,17 @@ class WriteReportTool(_ExperimentTool):
         return self._call(write_report)
 
 
+TOOL_CLASSES: tuple[type[_ExperimentTool], ...] = (
+    ValidateDatasetTool,
+    EstimateExperimentTool,
+    EvaluateModelTool,
+    SubmitRunTool,
+    MonitorRunTool,
+    WriteReportTool,
+)
+"""Every experiment tool, in the order of the stages; the MCP server serves the same list."""
+
+
 def build_tools(ctx: ExperimentContext) -> list[Tool]:
     """Return every experiment tool bound to `ctx`."""
-    return [tool_class(ctx) for tool_class in (ValidateDatasetTool, EvaluateModelTool, SubmitRunTool, MonitorRunTool, WriteReportTool)]
+    return [tool_class(ctx) for tool_class in TOOL_CLASSES]

@@ -65,6 +65,13 @@ class ExperimentContext:
         logger.info("%s: stage %s completed", self.experiment.id, stage.value)
         self.record("stage_completed", stage=stage.value, **details)
 
+    def await_approval(self, message: str) -> None:
+        """Mark the experiment as waiting for an approval that was rejected or not given, with `message` as the reason."""
+        self.experiment.status = ExperimentStatus.NEEDS_APPROVAL
+        self.experiment.failure = message
+        logger.warning("%s: stopped for approval: %s", self.experiment.id, message)
+        self.record("approval_needed", message=message)
+
     def fail(self, message: str) -> None:
         """Mark the experiment failed with `message` as the reason."""
         self.experiment.status = ExperimentStatus.FAILED

@@ -129,7 +129,7 @@ class RuleBasedPlanner(Model):
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs) -> ChatMessage:
         call = choose_next_call(self.ctx)
         if call.tool != FINAL_ANSWER:
-            self.ctx.decide(by="planner", action=f"call {call.tool}({_format_arguments(call.arguments)})", reason=call.reason)
+            self.ctx.decide(by="planner", action=f"call {call.tool}({format_call_arguments(call.arguments)})", reason=call.reason)
         logger.debug("%s: planner calls %s: %s", self.ctx.experiment.id, call.tool, call.reason)
         tool_call = ChatMessageToolCall(
             id=f"call_{next(self._call_ids)}",
@@ -139,8 +139,11 @@ class RuleBasedPlanner(Model):
         return ChatMessage(role=MessageRole.ASSISTANT, content=call.reason, tool_calls=[tool_call])
 
 
-def _format_arguments(arguments: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+def format_call_arguments(arguments: Any) -> str:
+    """Return tool-call arguments as `key='value', ...` for a decision's action text."""
+    if isinstance(arguments, dict):
+        return ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+    return repr(arguments)[:100]
 
 
 def is_finished(ctx: ExperimentContext) -> bool:

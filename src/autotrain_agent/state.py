@@ -39,9 +39,13 @@ class ExperimentStatus(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
+    NEEDS_APPROVAL = "needs_approval"
+    """A paid submission was rejected or not answered; rerunning asks again."""
 
 
-TERMINAL_STATUSES = frozenset({ExperimentStatus.SUCCEEDED, ExperimentStatus.FAILED, ExperimentStatus.STOPPED})
+TERMINAL_STATUSES = frozenset(
+    {ExperimentStatus.SUCCEEDED, ExperimentStatus.FAILED, ExperimentStatus.STOPPED, ExperimentStatus.NEEDS_APPROVAL}
+)
 
 
 class _Model(BaseModel):

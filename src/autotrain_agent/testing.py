@@ -1,7 +1,12 @@
 """Public helpers for testing code built on autotrain-agent without a Hub download or a GPU."""
 
+import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole, Model
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +143,57 @@ def _build_random_model(tokenizer, *, hidden_size: int, num_layers: int, seed: i
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+class ScriptedModel(Model):
+    """A smolagents model that replies from a fixed script, one reply per call, so a test can drive an agent.
+
+    Each reply is either a string (prose, no tool call) or a `(tool_name, arguments)` pair, where `arguments` may
+    be in any shape a provider sends (a dict, a JSON string, `None`). When the script runs out, the last reply
+    repeats.
+
+    Args:
+        replies: The replies in order; at least one.
+    """
+
+    def __init__(self, replies: Sequence[str | tuple[str, Any]]):
+        if not replies:
+            raise ValueError("`replies` must hold at least one reply, got an empty sequence.")
+        super().__init__(model_id="autotrain-agent/scripted")
+        self.replies = list(replies)
+        self.calls = 0
+        """How many times the agent asked for a reply."""
+        self.last_messages_text = ""
+        """The text of the messages of the latest call, observations included."""
+
+    def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs) -> ChatMessage:
+        """Return the next scripted reply as an assistant message."""
+        self.last_messages_text = "\n".join(str(_message_content(message)) for message in messages)
+        reply = self.replies[min(self.calls, len(self.replies) - 1)]
+        self.calls += 1
+        if isinstance(reply, str):
+            return ChatMessage(role=MessageRole.ASSISTANT, content=reply)
+        tool, arguments = reply
+        call = ChatMessageToolCall(
+            id=f"call_{self.calls}", type="function", function=ChatMessageToolCallFunction(name=tool, arguments=arguments)
+        )
+        return ChatMessage(role=MessageRole.ASSISTANT, content=None, tool_calls=[call])
+
+
+def _message_content(message: Any) -> Any:
+    return message.get("content") if isinstance(message, dict) else message.content
+
+
+def write_code_rows(path: Path, *, count: int = 16) -> Path:
+    """Write `count` chat rows (a request for a small Python function, then the function in a fenced block) as JSONL.
+
+    The rows pass SFT validation, so a test can train and evaluate on them without a Hub download.
+    """
+    with open(path, "w", encoding="utf-8") as out:
+        for index in range(count):
+            messages = [
+                {"role": "user", "content": f"Write a Python function `f()` that returns {index}."},
+                {"role": "assistant", "content": f"```python\ndef f():\n    return {index}\n```"},
+            ]
+            out.write(json.dumps({"messages": messages}) + "\n")
+    return path

@@ -71,7 +71,7 @@ def test_rejected_run_submits_nothing(paid_ctx, jobs_server):
 
     result = run_experiment(paid_ctx, max_steps=4)
 
-    assert result.state == "failed"
+    assert result.state == "needs_approval"
     assert jobs_server.count("create") == 0
     assert "| rejected | callback |" in result.report_path.read_text()
 

@@ -47,6 +47,14 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--no-quick-test", action="store_true", help="submit the full paid run without a quick test first")
     run.add_argument("--quick-test", type=int, metavar="N", help="samples of the quick test before a paid run (not built yet)")
     add_unattended_arguments(run)
+    run.add_argument(
+        "--llm",
+        metavar="SPEC",
+        help="plan with an LLM instead of the rules: hf:MODEL (Inference Providers), litellm:MODEL, openai:MODEL "
+        "(any OpenAI-compatible server) or transformers:PATH; keys come from HF_TOKEN, OPENAI_API_KEY and the like",
+    )
+    run.add_argument("--llm-max-tokens", type=int, default=1024, metavar="N", help="maximum tokens per LLM reply (default 1024)")
+    run.add_argument("--llm-base-url", metavar="URL", help="server URL for --llm openai:, litellm: or hf:, e.g. http://127.0.0.1:8080/v1")
     run.set_defaults(handler=run_command)
 
 
@@ -83,8 +91,44 @@ def apply_unattended_arguments(ctx, args: argparse.Namespace) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Plan the experiment, print the plan, then run it to a terminal status unless `--plan-only` is given."""
-    from ..hub import is_hub_reachable
+    from ..llm import build_llm, parse_llm_spec
     from ..loop import ApprovalLimits, open_experiment
+
+    if args.quick_test is not None:
+        # TODO: run a quick test (N samples, cheapest flavor) before a paid full run and feed its speed into the estimate.
+        raise NotImplementedError("Quick test runs are not built yet; pass `--no-quick-test` or leave both flags out.")
+    llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
+    model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
+    plan, hub_reachable = plan_from_args(args, model=model)
+    settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
+    if plan.backend == "hf-jobs":
+        _size_for_jobs(plan, args, settings, hub_reachable=hub_reachable)
+    limits = ApprovalLimits(budget_usd=args.budget, approve_under_usd=args.approve_under, require_approval=args.require_approval)
+    ctx, resumed = open_experiment(plan, settings, limits=limits)
+    if args.plan_only:
+        if args.json:
+            print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))
+        else:
+            print(format_plan(ctx.experiment.id, ctx.experiment.plan))
+        return EXIT_OK
+
+    print(format_plan(ctx.experiment.id, ctx.experiment.plan))
+    if resumed:
+        done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
+        print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
+    return drive_experiment(ctx, args, llm_spec=llm_spec, model=model)
+
+
+def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]:
+    """Return the plan for the parsed flags and whether the Hub is reachable.
+
+    The plan is proposed by `model` when one is given, by the rules otherwise.
+
+    Raises:
+        ConfigError, ModelNotFoundError, DatasetError: If the goal cannot be planned or its inputs are missing.
+    """
+    from ..hub import is_hub_reachable
+    from ..llm_plan import propose_plan
     from ..preflight import check_plan_inputs
     from .validate import parse_column_mapping
 
@@ -102,44 +146,37 @@ def run_command(args: argparse.Namespace) -> int:
         backend=args.backend,
         hub_repo=args.hub_repo,
     )
-    if args.quick_test is not None:
-        # TODO: run a quick test (N samples, cheapest flavor) before a paid full run and feed its speed into the estimate.
-        raise NotImplementedError("Quick test runs are not built yet; pass `--no-quick-test` or leave both flags out.")
     hub_reachable = is_hub_reachable()
-    plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    if model is not None:
+        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
+    else:
+        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
     check_plan_inputs(plan, hub_reachable=hub_reachable)
-    settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
-    if plan.backend == "hf-jobs":
-        _size_for_jobs(plan, args, settings, hub_reachable=hub_reachable)
-    limits = ApprovalLimits(budget_usd=args.budget, approve_under_usd=args.approve_under, require_approval=args.require_approval)
-    ctx, resumed = open_experiment(plan, settings, limits=limits)
-    if args.plan_only:
-        if args.json:
-            print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))
-        else:
-            print(format_plan(ctx.experiment.id, ctx.experiment.plan))
-        return EXIT_OK
-
-    print(format_plan(ctx.experiment.id, ctx.experiment.plan))
-    if resumed:
-        done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
-        print(f"Resuming experiment {ctx.experiment.id} (stages done: {done}).")
-    return drive_experiment(ctx, args)
+    return plan, hub_reachable
 
 
-def drive_experiment(ctx, args: argparse.Namespace) -> int:
+def drive_experiment(ctx, args: argparse.Namespace, *, llm_spec=None, model=None) -> int:
     """Hold the experiment's lock, run it to a terminal status, print and send the summary, return the exit status."""
     from ..loop import run_experiment, summarize
     from ..notify import notify
+    from ..prompts import render_prompt
 
     if ctx.approver is None:
         saved = ctx.experiment
         ctx.approver = BudgetApprover(saved.approve_under_usd) if saved.approve_under_usd is not None else ConsoleApprover()
+    instructions = None
+    if llm_spec is not None:
+        print(f"Planner: LLM {llm_spec.describe()}")
+        instructions = render_prompt("planner", experiment_id=ctx.experiment.id, goal=ctx.experiment.goal)
     with ctx.store.lock(ctx.experiment.id):
         apply_unattended_arguments(ctx, args)
-        result = run_experiment(ctx, max_steps=args.max_agent_steps)
+        if llm_spec is not None:
+            ctx.decide(by="system", action=f"plan with the LLM {llm_spec.describe()}", reason="chosen with --llm")
+        result = run_experiment(ctx, model=model, max_steps=args.max_agent_steps, instructions=instructions)
     print()
     print(summarize(ctx))
+    if result.reason:
+        print(f"Stopped: {result.state} ({result.reason}).")
     notify(ctx, "experiment_finished", summarize(ctx))
     return EXIT_OK if result.state == "succeeded" else EXIT_FAILED
 
