@@ -52,3 +52,7 @@ class HarnessCalibrationError(EvaluationError):
         super().__init__(message)
         self.outcomes = outcomes
         """Outcome of each canonical solution by task id: `passed`, `failed`, `timed_out` or `error`."""
+
+
+class PublishError(AutotrainError, RuntimeError):
+    """A model card is invalid, or the Hub rejected an upload."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, make_plan
-from ..state import Plan
+from ..state import Plan, Stage, with_export_stage
 from . import EXIT_FAILED, EXIT_OK
 
 NAME = "run"
@@ -31,6 +31,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     )
     run.add_argument("--eval-engine", choices=("llama.cpp", "transformers"), help="generation engine for evaluation (default llama.cpp)")
     run.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
+    run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
     run.add_argument("--plan-only", action="store_true", help="print the plan and stop")
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
@@ -58,6 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
     )
     hub_reachable = is_hub_reachable()
     plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    if args.export:
+        plan.stages = with_export_stage(plan.stages)
     check_plan_inputs(plan, hub_reachable=hub_reachable)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     ctx, resumed = open_experiment(plan, settings)
@@ -93,6 +96,7 @@ def format_plan(experiment_id: str, plan: Plan) -> str:
         f"  hyperparameters: {hp.max_steps} steps, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
         f"accumulation, lr {hp.learning_rate:g}, max length {hp.max_length} tokens",
         f"  benchmark:       {benchmark}, engine {plan.eval_engine}",
+        *(["  export:          F16 and Q4_K_M GGUF, verified with llama.cpp"] if Stage.EXPORT in plan.stages else []),
         f"  backend:         {plan.backend} ({plan.hardware}), free",
         f"  expected time:   {estimate}",
         "  why:",

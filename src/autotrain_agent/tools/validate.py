@@ -29,6 +29,8 @@ def validate_dataset(ctx: ExperimentContext) -> str:
     experiment = ctx.experiment
     plan = experiment.plan
     model = _resolve_model(ctx)
+    if Stage.EXPORT in plan.stages:
+        check_tokenizer_converts(ctx, model)
     rows_path, provenance = _prepare_rows(ctx)
 
     from datasets import load_dataset
@@ -65,6 +67,26 @@ def validate_dataset(ctx: ExperimentContext) -> str:
     )
     ctx.echo(summary)
     return summary
+
+
+def check_tokenizer_converts(ctx: ExperimentContext, model_dir: Path) -> Path:
+    """Run llama.cpp's converter with `--vocab-only` on the base model, so an unsupported tokenizer fails in seconds.
+
+    Only plans that export run it: the trained model's tokenizer is the base model's, so a tokenizer that llama.cpp
+    cannot convert now would fail the export after the whole run.
+
+    Raises:
+        UnsupportedTokenizerError: If the converter does not know the tokenizer's pre-tokenizer; the message
+            carries its `chkhsh`.
+        ConversionError: If the converter is missing or fails for another reason.
+    """
+    from ..gguf_convert import convert_hf_to_gguf
+
+    vocab_file = convert_hf_to_gguf(
+        model_dir, ctx.folder / "export" / "vocab-preflight.gguf", cache_dir=ctx.settings.cache_dir, vocab_only=True
+    )
+    ctx.record("tokenizer_preflight_passed", gguf=str(vocab_file))
+    return vocab_file
 
 
 def _resolve_model(ctx: ExperimentContext) -> Path:

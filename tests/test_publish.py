@@ -1,0 +1,189 @@
+"""Tests for model cards and publishing, against a fake Hub server on 127.0.0.1 through the real client."""
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from autotrain_agent.errors import PublishError
+from autotrain_agent.publish import build_targets, publish_to_folder, publish_to_hub
+from autotrain_agent.state import Checkpoint, DatasetSpec, Experiment, ExportRecord, GgufFile, Plan, Run, Score
+
+BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class FakeHub:
+    """The Hub routes that repository creation and commits of regular files use, with every commit recorded."""
+
+    def __init__(self, *, reject_cards: bool = False):
+        self.reject_cards = reject_cards
+        self.created: list[str] = []
+        self.commits: list[tuple[str, str, dict[str, bytes]]] = []
+        self.preuploads: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def files(self, repo_id: str) -> dict[str, bytes]:
+        return {name: content for repo, _, files in self.commits if repo == repo_id for name, content in files.items()}
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts == ["api", "repos", "create"]:
+                    request = json.loads(body)
+                    repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+                    hub.created.append(repo_id)
+                    return self._reply(200, {"url": f"{hub.endpoint}/{repo_id}", "name": repo_id})
+                if parts == ["api", "validate-yaml"]:
+                    if hub.reject_cards:
+                        return self._reply(400, {"errors": [{"message": '"license" must be a valid license identifier'}]})
+                    return self._reply(200, {"errors": [], "warnings": []})
+                if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "preupload":
+                    hub.preuploads.append(f"{parts[2]}/{parts[3]}")
+                    files = json.loads(body)["files"]
+                    return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "commit":
+                    return self._commit(f"{parts[2]}/{parts[3]}", body)
+                return self._reply(404, {"error": f"no route {self.path}"})
+
+            def _commit(self, repo_id, body):
+                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                header = next(line["value"] for line in lines if line["key"] == "header")
+                files = {
+                    line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines if line["key"] == "file"
+                }
+                hub.commits.append((repo_id, header["summary"], files))
+                oid = f"{len(hub.commits):040x}"
+                return self._reply(200, {"commitUrl": f"{hub.endpoint}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None})
+
+            def _reply(self, status, payload):
+                text = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+        return Handler
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def exported_experiment(tmp_path):
+    """An experiment whose run scored 0.1 on 10 HumanEval problems and was exported to two GGUF files."""
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}")
+    (merged / "model.safetensors").write_bytes(b"weights")
+    gguf_files = []
+    for quant in ("F16", "Q4_K_M"):
+        path = tmp_path / f"model-{quant.lower()}.gguf"
+        path.write_bytes(b"GGUF" + quant.encode())
+        gguf_files.append(GgufFile(path=str(path), quant_type=quant, size_bytes=8, bits_per_weight=16.0 if quant == "F16" else 4.9, probes_match=True))
+    plan = Plan(goal="improve code", base_model=BASE_MODEL, dataset=DatasetSpec(reference="builtin:code-functions"))
+    score = Score(benchmark="humaneval", metric="pass@1", value=0.1, num_samples=10, num_passed=1)
+    run = Run(
+        run_id="run-1", title="SFT run 1", status="succeeded", output_dir=str(tmp_path), trackio_project="p", trackio_run="r",
+        checkpoints=[Checkpoint(step=30, path=str(merged), scores=[score])],
+    )
+    return Experiment(
+        id="exp", goal=plan.goal, plan=plan, runs=[run],
+        export=ExportRecord(run_id="run-1", merged_dir=str(merged), files=gguf_files),
+    )
+
+
+def card_metadata(card: str) -> dict:
+    return yaml.safe_load(card.split("---")[1])
+
+
+def test_card_carries_validated_metadata(exported_experiment):
+    targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id="me/code-sft-GGUF")
+
+    metadata = card_metadata(targets[0].card)
+    assert metadata["base_model"] == BASE_MODEL
+    assert metadata["license"] == "apache-2.0"
+    assert metadata["pipeline_tag"] == "text-generation"
+    assert "autotrain-agent" in metadata["tags"]
+    assert metadata["model-index"][0]["results"][0]["metrics"][0] == {"type": "pass@1", "value": 0.1}
+    assert "llama-server -hf me/code-sft-GGUF:Q4_K_M" in targets[1].card
+
+
+def test_card_with_local_base_model_is_rejected(exported_experiment):
+    exported_experiment.plan.base_model = "/models/local"
+
+    with pytest.raises(PublishError, match="`base_model` '/models/local' is not a Hub id"):
+        build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None)
+
+
+def test_card_without_license_is_rejected(exported_experiment):
+    exported_experiment.plan.base_model = "someone/unknown-model"
+
+    with pytest.raises(PublishError, match="pass `--license`"):
+        build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None)
+
+
+def test_publish_without_export_is_rejected(exported_experiment):
+    exported_experiment.export = None
+
+    with pytest.raises(PublishError, match="autotrain-agent export exp"):
+        build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None)
+
+
+def test_folder_layout_mirrors_hub(exported_experiment, tmp_path):
+    targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id="me/code-sft-GGUF")
+
+    written = publish_to_folder(targets, tmp_path / "out")
+
+    assert sorted(p.name for p in (tmp_path / "out" / "me" / "code-sft").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "out" / "me" / "code-sft-GGUF").iterdir()) == ["README.md", "model-f16.gguf", "model-q4_k_m.gguf"]
+    assert written["me/code-sft"] == str(tmp_path / "out" / "me" / "code-sft")
+
+
+def test_hub_upload_commits_weights_then_card(exported_experiment):
+    from huggingface_hub import HfApi
+
+    targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id="me/code-sft-GGUF")
+    with FakeHub() as hub:
+        urls = publish_to_hub(targets, HfApi(endpoint=hub.endpoint, token="hf_fake_test_token"))
+
+    assert hub.created == ["me/code-sft", "me/code-sft-GGUF"]
+    assert [(repo, summary) for repo, summary, _ in hub.commits] == [
+        ("me/code-sft", "Upload weights from autotrain-agent"),
+        ("me/code-sft", "Add model card"),
+        ("me/code-sft-GGUF", "Upload weights from autotrain-agent"),
+        ("me/code-sft-GGUF", "Add model card"),
+    ]
+    assert hub.files("me/code-sft-GGUF")["model-q4_k_m.gguf"] == b"GGUFQ4_K_M"
+    assert card_metadata(hub.files("me/code-sft")["README.md"].decode())["base_model"] == BASE_MODEL
+    assert "me/code-sft" in hub.preuploads
+    assert urls["me/code-sft"].endswith("/me/code-sft")
+
+
+def test_rejected_card_keeps_uploaded_weights(exported_experiment):
+    from huggingface_hub import HfApi
+
+    targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None)
+    with FakeHub(reject_cards=True) as hub:
+        with pytest.raises(PublishError, match="weights are uploaded") as caught:
+            publish_to_hub(targets, HfApi(endpoint=hub.endpoint, token="hf_fake_test_token"))
+
+    assert "valid license identifier" in str(caught.value)
+    assert [summary for _, summary, _ in hub.commits] == ["Upload weights from autotrain-agent"]
+    assert set(hub.files("me/code-sft")) == {"config.json", "model.safetensors"}
