@@ -16,6 +16,7 @@ from .agent_tools import build_tools
 from .backends.local import LocalBackend
 from .config import Settings
 from .context import ExperimentContext
+from .errors import StateError
 from .estimate import estimate_minutes
 from .planner import RuleBasedPlanner, summarize
 from .state import Experiment, ExperimentStatus, Plan, Score, Stage
@@ -78,6 +79,20 @@ def open_experiment(plan: Plan, settings: Settings, *, backend=None, echo=print)
     return ctx, resumed
 
 
+def open_saved_experiment(experiment_id: str, settings: Settings, *, echo=print) -> ExperimentContext:
+    """Return the context of a saved experiment, for commands that act on it after its run (export, publish).
+
+    Raises:
+        StateError: If no experiment with that id is saved under `settings.output_dir`.
+    """
+    store = ExperimentStore(settings.runs_dir)
+    if not store.exists(experiment_id):
+        known = ", ".join(store.list_ids()) or "none"
+        raise StateError(f"No experiment {experiment_id!r} under {store.root}; known experiments: {known}. Check `--output-dir`.")
+    backend = LocalBackend(store.folder(experiment_id) / "jobs")
+    return ExperimentContext(experiment=store.load(experiment_id), store=store, settings=settings, backend=backend, echo=echo)
+
+
 def run_experiment(ctx: ExperimentContext, *, model: Model | None = None, max_steps: int = 40) -> ExperimentResult:
     """Drive the experiment with `model` (the rule-based planner by default) until it ends or `max_steps` pass.
 
@@ -118,4 +133,4 @@ def result_of(ctx: ExperimentContext) -> ExperimentResult:
     )
 
 
-__all__ = ["ExperimentResult", "experiment_id_for", "open_experiment", "run_experiment", "result_of", "summarize"]
+__all__ = ["ExperimentResult", "experiment_id_for", "open_experiment", "open_saved_experiment", "run_experiment", "result_of", "summarize"]
