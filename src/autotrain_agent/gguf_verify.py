@@ -52,7 +52,12 @@ class TensorStats:
     bits_per_weight: float
     """Tensor bytes times 8 over the number of weights, over every tensor."""
     fallback_tensors: int | None
-    """2-D tensors whose type is not one the file type is made of; `None` for a file type not in the table."""
+    """2-D tensors whose type is not one the file type is made of; `None` for a file type not in the table.
+
+    It also counts tensors that llama.cpp gives another type without logging a fallback, such as a tied
+    `token_embd.weight` stored as Q8_0 when its rows are not a multiple of 256, so it can exceed the count in
+    llama.cpp's log by one.
+    """
 
 
 @dataclass

@@ -168,11 +168,23 @@ def _export_view(experiment: Experiment) -> dict[str, Any] | None:
             "fallback": "n/a" if file.fallback_tensors is None else str(file.fallback_tensors),
             "verification": verification,
         })
-    quantized = next((f for f in reversed(export.files) if f.quant_type != "F16"), export.files[-1]) if export.files else None
+    quantized = next((f for f in export.files if f.quant_type != "F16"), export.files[-1]) if export.files else None
     commands = [f"llama-server -m {quantized.path}"] if quantized else []
     if quantized and "gguf" in export.published:
         commands.append(f"llama-server -hf {export.published['gguf']}:{quantized.quant_type}")
-    return {"run_id": export.run_id, "merged_dir": export.merged_dir, "files": rows, "commands": commands, "published": export.published}
+    parity = [
+        f"{name}: token agreement {values['token_agreement']:.3f}, KL {values['kl_divergence']:.3g}"
+        for name, values in export.merge_parity.items()
+    ]
+    return {
+        "run_id": export.run_id,
+        "merged_dir": export.merged_dir,
+        "merge_base": export.merge_base,
+        "parity": parity,
+        "files": rows,
+        "commands": commands,
+        "published": export.published,
+    }
 
 
 def _problems_scored(experiment: Experiment) -> str:

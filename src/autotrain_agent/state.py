@@ -295,6 +295,10 @@ class ExportRecord(_Model):
     """GGUF files, F16 first."""
     duration_s: float | None = None
     """Seconds from conversion to the last verification."""
+    merge_base: str | None = None
+    """The base the adapter was merged onto, when it was merged."""
+    merge_parity: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Token agreement and KL divergence of each merge candidate against the adapter on its training base."""
     published: dict[str, str] = Field(default_factory=dict)
     """Repository id (or folder) by kind: `model`, `gguf`."""
 

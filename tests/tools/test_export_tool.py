@@ -82,3 +82,6 @@ def test_lora_run_exports_with_report_section(tiny_llama_dir, converter_cache, t
     assert "## Export" in report
     assert f"llama-server -m {record.files[1].path}" in report
     assert any(d.action == "merge the adapter before GGUF conversion" for d in ctx.experiment.decisions)
+    assert record.merge_base == "training base"
+    assert record.merge_parity["training base"]["token_agreement"] == 1.0
+    assert "Merge parity with the adapter on its training base" in report

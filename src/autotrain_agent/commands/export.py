@@ -37,5 +37,6 @@ def export_command(args: argparse.Namespace) -> int:
               f"tensor types {file.tensor_types}, fallback tensors {file.fallback_tensors}, token probes "
               f"{'match' if file.probes_match else 'differ'}"
               + ("" if file.greedy_match is None else f", greedy vs transformers {'match' if file.greedy_match else 'differ'}"))
-    print(f"Run it: llama-server -m {ctx.experiment.export.files[-1].path}")
+    files = ctx.experiment.export.files
+    print(f"Run it: llama-server -m {next((f for f in files if f.quant_type != 'F16'), files[-1]).path}")
     return EXIT_OK

@@ -37,12 +37,13 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
     if not experiment.model_path:
         raise StateError(f"Experiment {experiment.id!r} has no resolved base model; call `validate_dataset` first.")
 
-    model_dir = checkpoint
+    model_dir, merge_choice = checkpoint, None
     if is_adapter_folder(checkpoint):
         plan = plan_export(checkpoint)
         # An adapter GGUF needs its base GGUF beside it at run time; one merged file is what users load.
         ctx.decide(by="system", action="merge the adapter before GGUF conversion", reason=plan.reason, plan=plan.kind)
         model_dir = merge_adapter(Path(experiment.model_path), checkpoint, Path(run.output_dir) / "merged")
+        merge_choice = _check_merge_parity(Path(experiment.model_path), checkpoint, model_dir)
     ctx.echo(f"Exporting {run.run_id} to GGUF ({', '.join(quant_types or DEFAULT_QUANT_TYPES)})...")
     record = export_folder(
         model_dir,
@@ -52,6 +53,12 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
         quant_types=tuple(quant_types or DEFAULT_QUANT_TYPES),
     )
     record.run_id = run.run_id
+    if merge_choice is not None:
+        record.merge_base = merge_choice.chosen
+        record.merge_parity = {
+            name: {"token_agreement": p.token_agreement, "kl_divergence": p.kl_divergence}
+            for name, p in merge_choice.parity.items()
+        }
 
     experiment.export = record
     if Stage.EXPORT in experiment.plan.stages:
@@ -65,6 +72,21 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
     )
     ctx.echo(summary)
     return summary
+
+
+def _check_merge_parity(base_dir: Path, adapter_dir: Path, merged_dir: Path):
+    """Compare the merged folder with the adapter applied to its training base, unmerged."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..merge_parity import choose_merge
+
+    # NOTE: training runs on the unquantized base here, so the merge base is the training base and only one
+    # candidate exists; a 4-bit training base would add the rounded base as a second candidate.
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    return choose_merge(reference, {"training base": merged}, AutoTokenizer.from_pretrained(base_dir))
 
 
 def _run_to_export(ctx: ExperimentContext, run_id: str | None) -> Run:
