@@ -6,6 +6,9 @@ import pytest
 
 from autotrain_agent.gguf_convert import find_llama_cpp_converter
 from autotrain_agent.model_source import default_cache_dir, resolve_model
+from autotrain_agent.state import Checkpoint, DatasetSpec, Experiment, ExportRecord, GgufFile, Plan, Run, Score
+
+BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 # Two torch threads on two cores made tiny runs 5-10x slower and erratic; one thread is fast and repeatable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -73,3 +76,27 @@ def tiny_llama_dir(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def exported_experiment(tmp_path):
+    """An experiment whose run scored 0.1 on 10 HumanEval problems and was exported to two GGUF files."""
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}")
+    (merged / "model.safetensors").write_bytes(b"weights")
+    gguf_files = []
+    for quant in ("F16", "Q4_K_M"):
+        path = tmp_path / f"model-{quant.lower()}.gguf"
+        path.write_bytes(b"GGUF" + quant.encode())
+        gguf_files.append(GgufFile(path=str(path), quant_type=quant, size_bytes=8, bits_per_weight=16.0 if quant == "F16" else 4.9, probes_match=True))
+    plan = Plan(goal="improve code", base_model=BASE_MODEL, dataset=DatasetSpec(reference="builtin:code-functions"))
+    score = Score(benchmark="humaneval", metric="pass@1", value=0.1, num_samples=10, num_passed=1)
+    run = Run(
+        run_id="run-1", title="SFT run 1", status="succeeded", output_dir=str(tmp_path), trackio_project="p", trackio_run="r",
+        checkpoints=[Checkpoint(step=30, path=str(merged), scores=[score])],
+    )
+    return Experiment(
+        id="exp", goal=plan.goal, plan=plan, runs=[run],
+        export=ExportRecord(run_id="run-1", merged_dir=str(merged), files=gguf_files),
+    )

@@ -10,9 +10,6 @@ import yaml
 
 from autotrain_agent.errors import PublishError
 from autotrain_agent.publish import build_targets, publish_to_folder, publish_to_hub
-from autotrain_agent.state import Checkpoint, DatasetSpec, Experiment, ExportRecord, GgufFile, Plan, Run, Score
-
-BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 class FakeHub:
@@ -85,30 +82,6 @@ class FakeHub:
         self.server.server_close()
 
 
-@pytest.fixture
-def exported_experiment(tmp_path):
-    """An experiment whose run scored 0.1 on 10 HumanEval problems and was exported to two GGUF files."""
-    merged = tmp_path / "merged"
-    merged.mkdir()
-    (merged / "config.json").write_text("{}")
-    (merged / "model.safetensors").write_bytes(b"weights")
-    gguf_files = []
-    for quant in ("F16", "Q4_K_M"):
-        path = tmp_path / f"model-{quant.lower()}.gguf"
-        path.write_bytes(b"GGUF" + quant.encode())
-        gguf_files.append(GgufFile(path=str(path), quant_type=quant, size_bytes=8, bits_per_weight=16.0 if quant == "F16" else 4.9, probes_match=True))
-    plan = Plan(goal="improve code", base_model=BASE_MODEL, dataset=DatasetSpec(reference="builtin:code-functions"))
-    score = Score(benchmark="humaneval", metric="pass@1", value=0.1, num_samples=10, num_passed=1)
-    run = Run(
-        run_id="run-1", title="SFT run 1", status="succeeded", output_dir=str(tmp_path), trackio_project="p", trackio_run="r",
-        checkpoints=[Checkpoint(step=30, path=str(merged), scores=[score])],
-    )
-    return Experiment(
-        id="exp", goal=plan.goal, plan=plan, runs=[run],
-        export=ExportRecord(run_id="run-1", merged_dir=str(merged), files=gguf_files),
-    )
-
-
 def card_metadata(card: str) -> dict:
     return yaml.safe_load(card.split("---")[1])
 
@@ -117,7 +90,7 @@ def test_card_carries_validated_metadata(exported_experiment):
     targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id="me/code-sft-GGUF")
 
     metadata = card_metadata(targets[0].card)
-    assert metadata["base_model"] == BASE_MODEL
+    assert metadata["base_model"] == exported_experiment.plan.base_model
     assert metadata["license"] == "apache-2.0"
     assert metadata["pipeline_tag"] == "text-generation"
     assert "autotrain-agent" in metadata["tags"]
@@ -171,7 +144,7 @@ def test_hub_upload_commits_weights_then_card(exported_experiment):
         ("me/code-sft-GGUF", "Add model card"),
     ]
     assert hub.files("me/code-sft-GGUF")["model-q4_k_m.gguf"] == b"GGUFQ4_K_M"
-    assert card_metadata(hub.files("me/code-sft")["README.md"].decode())["base_model"] == BASE_MODEL
+    assert card_metadata(hub.files("me/code-sft")["README.md"].decode())["base_model"] == exported_experiment.plan.base_model
     assert "me/code-sft" in hub.preuploads
     assert urls["me/code-sft"].endswith("/me/code-sft")
 
