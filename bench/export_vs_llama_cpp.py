@@ -114,9 +114,11 @@ def main() -> int:
     text = "\n".join([
         f"### GGUF export vs llama.cpp run directly ({dt.date.today().isoformat()})",
         "",
-        f"Script: `bench/export_vs_llama_cpp.py`. Machine: {platform.machine()}, {os.cpu_count()} cores (shared), "
-        f"Python {platform.python_version()}. Model: `{args.model_dir or 'tiny Llama, hidden 256, SmolLM2 tokenizer'}`; "
-        f"F16 then {quant_type}; {args.repeats} repeats, alternating order.",
+        (
+            f"Script: `bench/export_vs_llama_cpp.py`. Machine: {platform.machine()}, {os.cpu_count()} cores (shared), "
+            f"Python {platform.python_version()}. Model: `{args.model_dir or 'tiny Llama, hidden 256, SmolLM2 tokenizer'}`; "
+            f"F16 then {quant_type}; {args.repeats} repeats, alternating order."
+        ),
         "",
         "| Path | Median s | All s |",
         "|---|---|---|",

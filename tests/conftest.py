@@ -6,7 +6,16 @@ import pytest
 
 from autotrain_agent.gguf_convert import find_llama_cpp_converter
 from autotrain_agent.model_source import default_cache_dir, resolve_model
-from autotrain_agent.state import Checkpoint, DatasetSpec, Experiment, ExportRecord, GgufFile, Plan, Run, Score
+from autotrain_agent.state import (
+    Checkpoint,
+    DatasetSpec,
+    Experiment,
+    ExportRecord,
+    GgufFile,
+    Plan,
+    Run,
+    Score,
+)
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

@@ -6,7 +6,11 @@ import shutil
 import pytest
 
 from autotrain_agent.errors import ConversionError
-from autotrain_agent.export import check_weights_before_conversion, export_model, plan_export
+from autotrain_agent.export import (
+    check_weights_before_conversion,
+    export_model,
+    plan_export,
+)
 from autotrain_agent.gguf_verify import compare_token_ids
 from autotrain_agent.merge import check_reload_logits, save_merged_model
 
@@ -144,8 +148,8 @@ def test_tied_save_of_trained_head_fails_reload(tmp_path):
 
 
 def test_merge_save_unties_trained_head(tmp_path):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     model = tiny_tied_model_with_trained_head()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")))
@@ -162,7 +166,9 @@ def test_tiny_model_exports_verified_files(tiny_llama_dir, converter_cache, tmp_
 
     f16, q4, q8 = record.files
     assert [f.quant_type for f in record.files] == ["F16", "Q4_K_M", "Q8_0"]
-    assert f16.probes_match and q4.probes_match and q8.probes_match
+    assert f16.probes_match
+    assert q4.probes_match
+    assert q8.probes_match
     assert f16.greedy_match is True
     assert q4.tensor_types.get("Q4_K", 0) > 0
     assert q4.fallback_tensors == 0

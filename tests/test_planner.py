@@ -7,7 +7,14 @@ from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
 from autotrain_agent.planner import FINAL_ANSWER, RuleBasedPlanner, choose_next_call
 from autotrain_agent.recipes import make_plan
-from autotrain_agent.state import Experiment, ExperimentStatus, Failure, Run, Stage, with_export_stage
+from autotrain_agent.state import (
+    Experiment,
+    ExperimentStatus,
+    Failure,
+    Run,
+    Stage,
+    with_export_stage,
+)
 from autotrain_agent.store import ExperimentStore
 
 

@@ -153,9 +153,8 @@ def test_rejected_card_keeps_uploaded_weights(exported_experiment):
     from huggingface_hub import HfApi
 
     targets = build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None)
-    with FakeHub(reject_cards=True) as hub:
-        with pytest.raises(PublishError, match="weights are uploaded") as caught:
-            publish_to_hub(targets, HfApi(endpoint=hub.endpoint, token="hf_fake_test_token"))
+    with FakeHub(reject_cards=True) as hub, pytest.raises(PublishError, match="weights are uploaded") as caught:
+        publish_to_hub(targets, HfApi(endpoint=hub.endpoint, token="hf_fake_test_token"))
 
     assert "valid license identifier" in str(caught.value)
     assert [summary for _, summary, _ in hub.commits] == ["Upload weights from autotrain-agent"]

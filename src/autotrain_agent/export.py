@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_QUANT_TYPES = ("Q4_K_M",)
 
-# Modules whose weights an adapter GGUF (llama.cpp's LoRA format) cannot carry; an adapter that trains them must
-# be merged in transformers and the merged model converted.
+# Modules whose weights an adapter GGUF (llama.cpp's LoRA format) cannot carry. An adapter that trains one of them
+# is merged in transformers, and the merged model is converted.
 _ADAPTER_GGUF_UNSUPPORTED_MODULES = ("lm_head", "embed_tokens", "wte", "embed_out", "output")
 
 _QUANTIZATION_STATE_MARKERS = (".SCB", "absmax", "quant_map", "quant_state", ".weight_format", "nested_quant")
@@ -33,7 +33,7 @@ _INTEGER_DTYPES = {"I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64"}
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """How an adapter reaches GGUF."""
+    """The route from an adapter to GGUF, with the reason for it."""
 
     kind: Literal["adapter_gguf", "merge"]
     """`adapter_gguf`: the adapter alone may be converted; `merge`: merge in transformers, then convert."""
@@ -134,7 +134,7 @@ def export_model(
         model_dir: Full weights (merge LoRA adapters first with `merge.merge_adapter`).
         out_dir: Folder for `<name>-f16.gguf` and `<name>-<quant>.gguf`.
         name: File name prefix.
-        cache_dir: The autotrain-agent cache that holds llama.cpp's converter.
+        cache_dir: The autotrain-agent cache that contains llama.cpp's converter.
         quant_types: llama.cpp file types to produce from the F16 file, such as Q4_K_M and Q8_0.
 
     Raises:

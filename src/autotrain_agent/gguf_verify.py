@@ -16,7 +16,7 @@ from .model_source import first_difference
 
 logger = logging.getLogger(__name__)
 
-# Digits, accents, an emoji, indented code and apostrophes: the cases where GGUF vocabularies drifted before.
+# Digits, accents, an emoji, indented code and apostrophes: text where pre-tokenizer regexes and byte handling differ.
 TOKEN_PROBES = (
     "1234567890 3.14159 2026",
     "café naïve résumé Zürich",
@@ -45,7 +45,7 @@ _EXPECTED_TENSOR_TYPES = {
 
 @dataclass(frozen=True)
 class TensorStats:
-    """What a GGUF file holds: tensor types, bits per weight and fallbacks."""
+    """Summary of a GGUF tensor table: tensor types, bits per weight and fallbacks."""
 
     tensor_types: dict[str, int]
     """Number of tensors of each GGUF tensor type."""
@@ -54,8 +54,8 @@ class TensorStats:
     fallback_tensors: int | None
     """2-D tensors whose type is not one the file type is made of; `None` for a file type not in the table.
 
-    It also counts tensors that llama.cpp gives another type without logging a fallback, such as a tied
-    `token_embd.weight` stored as Q8_0 when its rows are not a multiple of 256, so it can exceed the count in
+    It also counts tensors that llama.cpp stores in another type without logging a fallback. One example is a tied
+    `token_embd.weight` stored as Q8_0 when its rows are not a multiple of 256. So the count can exceed the one in
     llama.cpp's log by one.
     """
 

@@ -36,7 +36,7 @@ class LlamaCppTools:
 
 
 def resolve_llama_cpp_tools(folder: Path) -> LlamaCppTools:
-    """Find the converter and the quantizer in `folder` and check that each answers `--help`.
+    """Find the converter and the quantizer in `folder` and check that each responds to `--help`.
 
     Raises:
         ConversionError: If either tool is missing or fails `--help`; the message names the folder and every
@@ -71,9 +71,9 @@ def _first_answering(folder: Path, names: tuple[str, ...], command_for) -> Path 
         try:
             completed = subprocess.run(command_for(path), capture_output=True, text=True, timeout=_HELP_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
-            logger.warning("%s did not answer --help: %s", path, err)
+            logger.warning("%s failed to run with --help: %s", path, err)
             continue
-        # llama-quantize prints its usage and exits 1 on --help; a usage text counts as an answer.
+        # llama-quantize prints its usage and exits 1 on --help, so a usage text counts as a response.
         if completed.returncode == 0 or "usage" in (completed.stdout + completed.stderr).lower():
             return path
         logger.warning("%s --help exited with %d", path, completed.returncode)

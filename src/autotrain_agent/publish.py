@@ -109,7 +109,14 @@ def render_card(
     if problems:
         raise PublishError(f"The model card for {repo_id!r} is invalid: {'; '.join(problems)}.")
 
-    tags = ["autotrain-agent", plan.method, "trl"] + (["gguf", "llama.cpp"] if kind == "gguf" else []) + (["peft", "lora"] if kind == "adapter" else [])
+    tags = ["autotrain-agent", plan.method, "trl"]
+    library_name = "transformers"
+    if kind == "gguf":
+        tags += ["gguf", "llama.cpp"]
+        library_name = "gguf"
+    elif kind == "adapter":
+        tags += ["peft", "lora"]
+        library_name = "peft"
     try:
         data = ModelCardData(
             base_model=plan.base_model,
@@ -117,7 +124,7 @@ def render_card(
             license=license,
             tags=tags,
             pipeline_tag="text-generation",
-            library_name="peft" if kind == "adapter" else ("gguf" if kind == "gguf" else "transformers"),
+            library_name=library_name,
             model_name=repo_id.split("/")[-1],
             eval_results=eval_results or None,
         )
@@ -138,8 +145,11 @@ def _card_text(metadata: str, experiment: Experiment, *, repo_id: str, gguf_repo
     export = experiment.export
     lines = [
         "---", metadata.strip(), "---", "", f"# {repo_id.split('/')[-1]}", "",
-        f"{plan.base_model} fine-tuned with {plan.method.upper()}{' and LoRA' if plan.lora else ''} by autotrain-agent "
-        f"on `{plan.dataset.reference}`. Goal: {plan.goal}", "",
+        (
+            f"{plan.base_model} fine-tuned with {plan.method.upper()}{' and LoRA' if plan.lora else ''} by autotrain-agent "
+            f"on `{plan.dataset.reference}`. Goal: {plan.goal}"
+        ),
+        "",
     ]
     if kind == "gguf" and export:
         lines += ["## Files", "", "| File | Type | Size | Bits per weight |", "|---|---|---|---|"]

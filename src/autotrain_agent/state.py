@@ -265,7 +265,7 @@ class GgufFile(_Model):
     """One exported GGUF file and what its verification found."""
 
     path: str
-    """Where the file is."""
+    """Path of the file."""
     quant_type: str
     """llama.cpp file type, such as F16 or Q4_K_M."""
     size_bytes: int

@@ -19,7 +19,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     export.add_argument("experiment", help="experiment id, as `autotrain-agent status` lists it")
     export.add_argument("--quant", default="Q4_K_M", help="comma-separated llama.cpp file types, e.g. Q4_K_M,Q8_0 (default Q4_K_M)")
     export.add_argument("--run", help="run id to export (default: the latest succeeded run)")
-    export.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that holds training_runs/ (default: current folder)")
+    export.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that contains training_runs/ (default: current folder)")
     export.set_defaults(handler=export_command)
 
 

@@ -24,7 +24,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     publish.add_argument("--private", action="store_true", help="create new repositories as private")
     publish.add_argument("--to-folder", type=Path, help="write a Hub-shaped folder per repository here instead of uploading")
     publish.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
-    publish.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that holds training_runs/ (default: current folder)")
+    publish.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that contains training_runs/ (default: current folder)")
     publish.set_defaults(handler=publish_command)
 
 

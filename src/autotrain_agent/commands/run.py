@@ -64,6 +64,9 @@ def run_command(args: argparse.Namespace) -> int:
     check_plan_inputs(plan, hub_reachable=hub_reachable)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     ctx, resumed = open_experiment(plan, settings)
+    if args.export and Stage.EXPORT not in ctx.experiment.plan.stages:
+        # A resumed experiment keeps its saved plan; a finished one is exported with `autotrain-agent export`.
+        ctx.experiment.plan.stages = with_export_stage(ctx.experiment.plan.stages)
     if args.plan_only:
         if args.json:
             print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))

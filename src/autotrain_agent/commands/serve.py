@@ -22,7 +22,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     serve.add_argument("experiment", help="experiment id, exported with `autotrain-agent export`")
     serve.add_argument("--quant", help="file type to serve, e.g. Q8_0 (default: the first quantized file)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port on 127.0.0.1 (default 8000)")
-    serve.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that holds training_runs/ (default: current folder)")
+    serve.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that contains training_runs/ (default: current folder)")
     serve.set_defaults(handler=serve_command)
 
 
