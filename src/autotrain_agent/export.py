@@ -52,8 +52,8 @@ def plan_export(adapter_dir: Path) -> ExportPlan:
     if isinstance(targets, str):
         targets = [targets]
     saved = config.get("modules_to_save") or []
-    for module in saved:
-        return ExportPlan("merge", f"`modules_to_save` contains {module!r}, which an adapter GGUF cannot carry")
+    if saved:
+        return ExportPlan("merge", f"`modules_to_save` contains {saved[0]!r}, which an adapter GGUF cannot carry")
     for module in targets:
         if module.split(".")[-1] in _ADAPTER_GGUF_UNSUPPORTED_MODULES:
             return ExportPlan("merge", f"`target_modules` contains {module!r}, which an adapter GGUF cannot carry")
@@ -105,9 +105,7 @@ def _check_vocabulary_sizes(model_dir: Path, headers: dict[str, dict]) -> None:
     config_vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     embedding_rows = next((entry["shape"][0] for name, entry in headers.items() if name.endswith("embed_tokens.weight")), None)
 
-    from transformers import AutoTokenizer
-
-    tokenizer_size = len(AutoTokenizer.from_pretrained(model_dir))
+    tokenizer_size = _tokenizer_size(model_dir)
     problems = []
     if embedding_rows is not None and config_vocab is not None and embedding_rows != config_vocab:
         problems.append(f"the embedding has {embedding_rows} rows but `vocab_size` in config.json is {config_vocab}")
@@ -118,6 +116,17 @@ def _check_vocabulary_sizes(model_dir: Path, headers: dict[str, dict]) -> None:
             f"Sizes in {str(model_dir)!r} disagree: {'; '.join(problems)}. Call `resize_token_embeddings` after "
             "adding tokens and save the model and tokenizer together."
         )
+
+
+def _tokenizer_size(model_dir: Path) -> int:
+    # `tokenizers` reads tokenizer.json in milliseconds; importing transformers takes seconds on a small CPU.
+    if (model_dir / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(model_dir / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(model_dir))
 
 
 def export_model(

@@ -1,8 +1,8 @@
 """Verify GGUF files against the Hugging Face model they came from, and measure what quantization produced.
 
 Every file is loaded with llama.cpp and generates from a fixed prompt. Its vocabulary must turn each probe string
-into the same token ids as the transformers tokenizer, and the F16 file's greedy tokens must equal the
-transformers model's greedy tokens.
+into the same token ids as the transformers tokenizer, it must carry the same chat template, and the F16 file's
+greedy tokens must equal the transformers model's greedy tokens.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ def verify_gguf_file(
             if problem:
                 verification.problems.append(problem)
         verification.probes_match = not verification.problems
+        if tokenizer.chat_template and llama.metadata.get("tokenizer.chat_template") != tokenizer.chat_template:
+            verification.problems.append("the chat template is missing from the GGUF metadata or differs from transformers'")
         verification.sample = _generate_sample(llama)
         if compare_greedy:
             verification.greedy_match = _compare_greedy(llama, model_dir, tokenizer, verification.problems)

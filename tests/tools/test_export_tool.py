@@ -41,6 +41,7 @@ def test_export_without_succeeded_run_is_rejected(tmp_path):
 
 
 def test_tokenizer_preflight_classifies_unknown_pre_tokenizer(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
     checksum = "cd" * 32
     converter = tmp_path / "llama.cpp"
     (converter / "gguf-py").mkdir(parents=True)

@@ -72,20 +72,22 @@ def validate_dataset(ctx: ExperimentContext) -> str:
 def check_tokenizer_converts(ctx: ExperimentContext, model_dir: Path) -> Path:
     """Run llama.cpp's converter with `--vocab-only` on the base model, so an unsupported tokenizer fails in seconds.
 
-    Only plans that export run it: the trained model's tokenizer is the base model's, so a tokenizer that llama.cpp
+    It also checks that the quantizer is available, so a missing tool is found before training. Only plans that
+    export run it: the trained model's tokenizer is the base model's, so a tokenizer that llama.cpp
     cannot convert now would fail the export after the whole run.
 
     Raises:
         UnsupportedTokenizerError: If the converter does not know the tokenizer's pre-tokenizer; the message
             carries its `chkhsh`.
-        ConversionError: If the converter is missing or fails for another reason.
+        ConversionError: If the converter or the quantizer is missing, or the converter fails for another reason.
     """
-    from ..gguf_convert import convert_hf_to_gguf
+    from ..gguf_convert import check_quantizer_available, convert_hf_to_gguf
 
+    version = check_quantizer_available()
     vocab_file = convert_hf_to_gguf(
         model_dir, ctx.folder / "export" / "vocab-preflight.gguf", cache_dir=ctx.settings.cache_dir, vocab_only=True
     )
-    ctx.record("tokenizer_preflight_passed", gguf=str(vocab_file))
+    ctx.record("tokenizer_preflight_passed", gguf=str(vocab_file), llama_cpp_python=version)
     return vocab_file
 
 
