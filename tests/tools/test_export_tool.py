@@ -9,6 +9,7 @@ from autotrain_agent.errors import StateError, UnsupportedTokenizerError
 from autotrain_agent.recipes import make_plan
 from autotrain_agent.state import Checkpoint, Experiment, Run, Stage, with_export_stage
 from autotrain_agent.store import ExperimentStore
+from autotrain_agent.tools import validate
 from autotrain_agent.tools.export import export_model
 from autotrain_agent.tools.validate import check_tokenizer_converts
 
@@ -31,6 +32,15 @@ def make_ctx(tmp_path, *, model_path=None, checkpoint=None):
         backend=LocalBackend(tmp_path / "jobs"),
         echo=lambda line: None,
     )
+
+
+def raising(error):
+    """Return a stand-in function that raises `error` whatever it is called with."""
+
+    def raise_error(*args):
+        raise error
+
+    return raise_error
 
 
 def test_export_without_succeeded_run_is_rejected(tmp_path):
@@ -58,6 +68,30 @@ def test_tokenizer_preflight_classifies_unknown_pre_tokenizer(tmp_path, monkeypa
 
     with pytest.raises(UnsupportedTokenizerError, match=checksum):
         check_tokenizer_converts(ctx, tmp_path / "model")
+
+
+def test_validation_stops_on_tokenizer_before_data(tmp_path, monkeypatch):
+    ctx = make_ctx(tmp_path)
+    monkeypatch.setattr(validate, "_resolve_model", lambda ctx: tmp_path)
+    monkeypatch.setattr(validate, "check_tokenizer_converts", raising(UnsupportedTokenizerError("chkhsh ab")))
+    monkeypatch.setattr(validate, "_prepare_rows", lambda ctx: pytest.fail("data prepared before the tokenizer preflight"))
+
+    with pytest.raises(UnsupportedTokenizerError, match="chkhsh ab"):
+        validate.validate_dataset(ctx)
+
+
+def test_validation_skips_tokenizer_preflight_without_export(tmp_path, monkeypatch):
+    ctx = make_ctx(tmp_path)
+    ctx.experiment.plan.stages = [stage for stage in ctx.experiment.plan.stages if stage != Stage.EXPORT]
+    calls = []
+    monkeypatch.setattr(validate, "_resolve_model", lambda ctx: tmp_path)
+    monkeypatch.setattr(validate, "check_tokenizer_converts", lambda ctx, model: calls.append(model))
+    monkeypatch.setattr(validate, "_prepare_rows", raising(RuntimeError("stop after the preflight")))
+
+    with pytest.raises(RuntimeError, match="stop after the preflight"):
+        validate.validate_dataset(ctx)
+
+    assert calls == []
 
 
 @pytest.mark.slow
