@@ -160,6 +160,25 @@ def test_merge_save_unties_trained_head(tmp_path):
     assert check_reload_logits(model, saved) < 1e-4
 
 
+def test_failed_f16_verification_stops_quantization(tmp_path, monkeypatch):
+    import torch
+
+    from autotrain_agent import export
+    from autotrain_agent.gguf_verify import FileVerification
+
+    write_safetensors(tmp_path / "model.safetensors", {"model.norm.weight": torch.ones(4)})
+    monkeypatch.setattr(export, "convert_hf_to_gguf", lambda model_dir, out_file, **kwargs: out_file)
+    monkeypatch.setattr(
+        export, "verify_gguf_file", lambda *args, **kwargs: FileVerification(problems=["'café' differs at token 1"])
+    )
+    monkeypatch.setattr(export, "quantize_gguf", lambda *args, **kwargs: pytest.fail("a failed F16 file was quantized"))
+
+    with pytest.raises(ConversionError, match="'café' differs at token 1") as caught:
+        export_model(tmp_path, tmp_path / "gguf", name="tiny", cache_dir=tmp_path)
+
+    assert "not quantized or published" in str(caught.value)
+
+
 @pytest.mark.slow
 def test_tiny_model_exports_verified_files(tiny_llama_dir, converter_cache, tmp_path):
     record = export_model(tiny_llama_dir, tmp_path / "gguf", name="tiny", cache_dir=converter_cache, quant_types=("Q4_K_M", "Q8_0"))
