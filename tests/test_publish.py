@@ -159,3 +159,24 @@ def test_rejected_card_keeps_uploaded_weights(exported_experiment):
     assert "valid license identifier" in str(caught.value)
     assert [summary for _, summary, _ in hub.commits] == ["Upload weights from autotrain-agent"]
     assert set(hub.files("me/code-sft")) == {"config.json", "model.safetensors"}
+
+
+def test_publish_command_records_repositories(exported_experiment, tmp_path, monkeypatch, capsys):
+    from autotrain_agent.cli import main
+    from autotrain_agent.report import render_report
+    from autotrain_agent.store import ExperimentStore
+
+    store = ExperimentStore(tmp_path / "training_runs")
+    store.save(exported_experiment, event="created", details={})
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_test_token")
+    with FakeHub() as hub:
+        status = main([
+            "publish", "exp", "--repo", "me/code-sft", "--gguf-repo", "me/code-sft-GGUF",
+            "--endpoint", hub.endpoint, "--output-dir", str(tmp_path),
+        ])
+
+    saved = store.load("exp")
+    assert status == 0
+    assert saved.export.published == {"model": "me/code-sft", "gguf": "me/code-sft-GGUF"}
+    assert "llama-server -hf me/code-sft-GGUF:Q4_K_M" in render_report(saved)
+    assert f"me/code-sft-GGUF: {hub.endpoint}/me/code-sft-GGUF" in capsys.readouterr().out
