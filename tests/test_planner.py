@@ -7,7 +7,14 @@ from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
 from autotrain_agent.planner import FINAL_ANSWER, RuleBasedPlanner, choose_next_call
 from autotrain_agent.recipes import make_plan
-from autotrain_agent.state import Experiment, ExperimentStatus, Failure, Run, Stage
+from autotrain_agent.state import (
+    Experiment,
+    ExperimentStatus,
+    Failure,
+    Run,
+    Stage,
+    with_export_stage,
+)
 from autotrain_agent.store import ExperimentStore
 
 
@@ -81,3 +88,24 @@ def test_planner_message_carries_tool_call_and_decision(ctx):
     assert message.tool_calls[0].function.name == "validate_dataset"
     assert ctx.experiment.decisions[-1].action == "call validate_dataset()"
     assert ctx.store.exists("exp")
+
+
+def test_default_plan_has_no_export_stage(ctx):
+    assert Stage.EXPORT not in ctx.experiment.plan.stages
+
+
+def test_export_stage_sits_before_report():
+    stages = with_export_stage([Stage.EVALUATE_RUN, Stage.REPORT])
+
+    assert stages == [Stage.EVALUATE_RUN, Stage.EXPORT, Stage.REPORT]
+    assert with_export_stage(stages) == stages
+
+
+def test_evaluated_run_is_exported_when_planned(ctx):
+    ctx.experiment.plan.stages = with_export_stage(ctx.experiment.plan.stages)
+    ctx.experiment.completed_stages += [Stage.PLAN, Stage.VALIDATE, Stage.EVALUATE_BASE, Stage.TRAIN, Stage.EVALUATE_RUN]
+    ctx.experiment.runs.append(_run("succeeded"))
+
+    call = choose_next_call(ctx)
+
+    assert (call.tool, call.arguments) == ("export_model", {"run_id": "run-1"})

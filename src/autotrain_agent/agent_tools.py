@@ -14,6 +14,7 @@ from .context import ExperimentContext
 from .errors import ApprovalRejectedError, AutotrainError, BackendError, StateError
 from .tools.estimate import estimate_experiment
 from .tools.evaluate import evaluate_model
+from .tools.export import export_model
 from .tools.monitor import monitor_run
 from .tools.report import write_report
 from .tools.submit import submit_run
@@ -104,6 +105,19 @@ class MonitorRunTool(_ExperimentTool):
 
     def forward(self, run_id: str) -> str:
         return self._call(monitor_run, run_id)
+
+
+class ExportModelTool(_ExperimentTool):
+    name = "export_model"
+    description = (
+        "Merge a succeeded run's LoRA adapter into the base model and export GGUF files for llama.cpp: an F16 file "
+        "and a Q4_K_M file, each loaded with llama.cpp and checked token for token against transformers. Call it "
+        "after the run is evaluated when the plan has an export stage. Returns file sizes and bits per weight."
+    )
+    inputs = {"run_id": {"type": "string", "description": "The run to export, such as 'run-1'.", "nullable": True}}
+
+    def forward(self, run_id: str | None = None) -> str:
+        return self._call(export_model, run_id)
 
 
 class WriteReportTool(_ExperimentTool):

@@ -73,3 +73,7 @@ class JobMismatchError(BackendError):
 
 class PolicyError(ConfigError):
     """A policy rule file is invalid; the message names the file, the rule and the field."""
+
+
+class PublishError(AutotrainError, RuntimeError):
+    """A model card is invalid, or the Hub rejected an upload."""

@@ -188,6 +188,21 @@ def quantize_gguf(src: Path, dst: Path, *, quant_type: str = "Q4_K_M") -> Path:
     return dst
 
 
+def check_quantizer_available() -> str:
+    """Check that llama-cpp-python exposes `llama_model_quantize`, and return its version, which pins llama.cpp.
+
+    Raises:
+        ConversionError: If llama-cpp-python is missing or has no `llama_model_quantize`.
+    """
+    llama_cpp = _import_llama_cpp()
+    if not callable(getattr(llama_cpp, "llama_model_quantize", None)):
+        raise ConversionError(
+            f"llama-cpp-python {_installed_llama_cpp_python_version()} has no `llama_model_quantize`; "
+            "install the version this package pins with `pip install 'autotrain-agent[offline]'`."
+        )
+    return _installed_llama_cpp_python_version()
+
+
 def _is_converter_folder(folder: Path) -> bool:
     return (folder / _CONVERTER_SCRIPT).is_file() and (folder / "gguf-py").is_dir()
 

@@ -51,6 +51,9 @@ def choose_next_call(ctx: ExperimentContext) -> NextCall:
     if stage == Stage.EVALUATE_RUN:
         run = next(r for r in reversed(experiment.runs) if is_result_run(r))
         return NextCall("evaluate_model", {"target": run.run_id}, f"{run.run_id} ended with a model and has not been scored")
+    if stage == Stage.EXPORT:
+        run = next(r for r in reversed(experiment.runs) if is_result_run(r))
+        return NextCall("export_model", {"run_id": run.run_id}, f"{run.run_id} is evaluated and the plan exports it")
     return NextCall("write_report", {}, "the report is the last stage")
 
 

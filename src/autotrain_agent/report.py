@@ -49,6 +49,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         evaluations=_evaluation_rows(experiment),
         problems_scored=_problems_scored(experiment),
         approvals=[_approval_row(record) for record in experiment.approvals],
+        export=_export_view(experiment),
     )
 
 
@@ -200,6 +201,43 @@ def _evaluation_row(title: str, score: Score, model_path: str) -> dict[str, str]
         "score": f"{score.value:.3f} ± {score.stderr or 0:.3f} ({score.num_passed}/{score.num_samples})",
         "details": f"`{score.details_path}`" if score.details_path else "",
         "model": f"`{model_path}`",
+    }
+
+
+def _export_view(experiment: Experiment) -> dict[str, Any] | None:
+    export = experiment.export
+    if export is None:
+        return None
+    rows = []
+    for file in export.files:
+        verification = "token probes match" if file.probes_match else "token probes differ"
+        if file.greedy_match is not None:
+            verification += ", greedy tokens " + ("match transformers" if file.greedy_match else "differ from transformers")
+        rows.append({
+            "name": Path(file.path).name,
+            "quant_type": file.quant_type,
+            "size": f"{file.size_bytes / 1e6:.1f} MB",
+            "bits_per_weight": f"{file.bits_per_weight:.2f}",
+            "tensor_types": ", ".join(f"{name} {count}" for name, count in file.tensor_types.items()),
+            "fallback": "n/a" if file.fallback_tensors is None else str(file.fallback_tensors),
+            "verification": verification,
+        })
+    quantized = next((f for f in export.files if f.quant_type != "F16"), export.files[-1]) if export.files else None
+    commands = [f"llama-server -m {quantized.path}"] if quantized else []
+    if quantized and "gguf" in export.published:
+        commands.append(f"llama-server -hf {export.published['gguf']}:{quantized.quant_type}")
+    parity = [
+        f"{name}: token agreement {values['token_agreement']:.3f}, KL {values['kl_divergence']:.3g}"
+        for name, values in export.merge_parity.items()
+    ]
+    return {
+        "run_id": export.run_id,
+        "merged_dir": export.merged_dir,
+        "merge_base": export.merge_base,
+        "parity": parity,
+        "files": rows,
+        "commands": commands,
+        "published": export.published,
     }
 
 

@@ -29,7 +29,22 @@ class Stage(str, Enum):
     EVALUATE_BASE = "evaluate_base"
     TRAIN = "train"
     EVALUATE_RUN = "evaluate_run"
+    EXPORT = "export"
     REPORT = "report"
+
+
+# Stages that only plans asking for them contain; `Plan.stages` leaves them out by default.
+OPTIONAL_STAGES = frozenset({Stage.EXPORT})
+
+
+def with_export_stage(stages: list[Stage]) -> list[Stage]:
+    """Return `stages` with `Stage.EXPORT` placed before `Stage.REPORT` (or last), once."""
+    if Stage.EXPORT in stages:
+        return list(stages)
+    if Stage.REPORT in stages:
+        index = stages.index(Stage.REPORT)
+        return [*stages[:index], Stage.EXPORT, *stages[index:]]
+    return [*stages, Stage.EXPORT]
 
 
 class ExperimentStatus(str, Enum):
@@ -150,7 +165,7 @@ class Plan(_Model):
     """Where training jobs run: this machine (free) or Hugging Face Jobs (paid, always approved)."""
     hardware: str = "cpu"
     """Hardware flavor of the backend, e.g. `cpu` locally or `a10g-large` on Hugging Face Jobs."""
-    stages: list[Stage] = Field(default_factory=lambda: list(Stage))
+    stages: list[Stage] = Field(default_factory=lambda: [stage for stage in Stage if stage not in OPTIONAL_STAGES])
     """Stages in the order they run."""
     reasons: list[str] = Field(default_factory=list)
     """Reason for each choice, for the user and the report."""
@@ -291,6 +306,48 @@ class Run(_Model):
     """What a policy changed against the parent run's config: key to `{from, to}`."""
 
 
+class GgufFile(_Model):
+    """One exported GGUF file and what its verification found."""
+
+    path: str
+    """Path of the file."""
+    quant_type: str
+    """llama.cpp file type, such as F16 or Q4_K_M."""
+    size_bytes: int
+    """File size."""
+    bits_per_weight: float
+    """Tensor bytes times 8 over the number of weights."""
+    tensor_types: dict[str, int] = Field(default_factory=dict)
+    """Number of tensors of each GGUF tensor type."""
+    fallback_tensors: int | None = None
+    """Matrices stored in a type other than the file type's own, as when rows are not a multiple of 256."""
+    probes_match: bool = False
+    """The token probes gave the same ids in llama.cpp and transformers."""
+    greedy_match: bool | None = None
+    """Greedy tokens equal those of transformers; `None` where not compared."""
+    sample: str = ""
+    """Text llama.cpp generated from the fixed verification prompt."""
+
+
+class ExportRecord(_Model):
+    """The exported model: merged folder, GGUF files and where they were published."""
+
+    run_id: str | None = None
+    """The run whose checkpoint was exported."""
+    merged_dir: str
+    """Hugging Face folder with the merged full weights."""
+    files: list[GgufFile] = Field(default_factory=list)
+    """GGUF files, F16 first."""
+    duration_s: float | None = None
+    """Seconds from conversion to the last verification."""
+    merge_base: str | None = None
+    """The base the adapter was merged onto, when it was merged."""
+    merge_parity: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Token agreement and KL divergence of each merge candidate against the adapter on its training base."""
+    published: dict[str, str] = Field(default_factory=dict)
+    """Repository id (or folder) by kind: `model`, `gguf`."""
+
+
 class Decision(_Model):
     """Something decided by a policy rule, the planner or a human, with its evidence."""
 
@@ -371,14 +428,17 @@ class Experiment(_Model):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     """Every answer of the approval gate, oldest first."""
 
-    @property
-    def committed_usd(self) -> float:
-        """Approved cost of the paid runs that are submitted or running."""
-        return sum(run.estimated_cost_usd for run in self.runs if run.status in ("submitted", "running"))
     policy_files: list[str] = Field(default_factory=list)
     """User rule files applied after the shipped default, in order; a resumed experiment keeps them."""
     metrics_degraded: bool = False
     """Set when the tracker failed or held fewer points than the job logged; the report says so."""
+    export: ExportRecord | None = None
+    """The exported GGUF files, once exported."""
+
+    @property
+    def committed_usd(self) -> float:
+        """Approved cost of the paid runs that are submitted or running."""
+        return sum(run.estimated_cost_usd for run in self.runs if run.status in ("submitted", "running"))
 
     def run(self, run_id: str) -> Run:
         """Return the run with id `run_id`.

@@ -12,7 +12,7 @@ from autotrain_agent.evaluation.generation import (
     cut_at_stop,
     stop_sequences_for,
 )
-from autotrain_agent.gguf_convert import convert_hf_to_gguf, find_llama_cpp_converter
+from autotrain_agent.gguf_convert import convert_hf_to_gguf
 from autotrain_agent.model_source import default_cache_dir, resolve_model
 
 PROBES = [
@@ -31,34 +31,10 @@ def smollm2_dir():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(smollm2_dir, tmp_path_factory):
+def tiny_model(tiny_llama_dir, converter_cache, tmp_path_factory):
     """A random-weight Llama (hidden 256, 2 layers) with the SmolLM2 tokenizer, and its F16 GGUF."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    cache_dir = default_cache_dir()
-    find_llama_cpp_converter(cache_dir=cache_dir)
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        num_hidden_layers=2,
-        intermediate_size=512,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    f16 = convert_hf_to_gguf(folder, folder.parent / "tiny-f16.gguf", cache_dir=cache_dir)
-    return folder, f16
+    f16 = convert_hf_to_gguf(tiny_llama_dir, tmp_path_factory.mktemp("tiny-gguf") / "tiny-f16.gguf", cache_dir=converter_cache)
+    return tiny_llama_dir, f16
 
 
 @pytest.fixture

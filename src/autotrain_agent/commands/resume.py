@@ -36,30 +36,12 @@ def resume_command(args: argparse.Namespace) -> int:
         StateError: If no experiment has that id, or another process holds its lock.
     """
     from ..config import Settings
+    from ..loop import load_saved_experiment
     from .run import drive_experiment
 
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
-    ctx = open_saved_experiment(args.experiment, settings)
+    ctx = load_saved_experiment(args.experiment, settings)
     done = ", ".join(stage.value for stage in ctx.experiment.completed_stages) or "none"
     print(f"Resuming experiment {ctx.experiment.id} (status {ctx.experiment.status.value}; stages done: {done}).")
     return drive_experiment(ctx, args)
 
-
-def open_saved_experiment(experiment_id: str, settings, *, backend=None, echo=print):
-    """Return the context of the saved experiment `experiment_id`, with the local backend of its folder.
-
-    Raises:
-        StateError: If no experiment has that id under `settings.runs_dir`.
-    """
-    from ..backends.local import LocalBackend
-    from ..context import ExperimentContext
-    from ..errors import StateError
-    from ..store import ExperimentStore
-
-    store = ExperimentStore(settings.runs_dir)
-    if not store.exists(experiment_id):
-        known = ", ".join(store.list_ids()) or "none"
-        raise StateError(f"No saved experiment {experiment_id!r} under {store.root}; known experiments: {known}.")
-    experiment = store.load(experiment_id)
-    backend = backend or LocalBackend(store.folder(experiment_id) / "jobs")
-    return ExperimentContext(experiment=experiment, store=store, settings=settings, backend=backend, echo=echo)

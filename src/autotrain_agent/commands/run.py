@@ -9,7 +9,7 @@ from pathlib import Path
 from ..approval import BudgetApprover, ConsoleApprover
 from ..config import Settings
 from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, make_plan
-from ..state import Plan
+from ..state import Plan, Stage, with_export_stage
 from . import EXIT_FAILED, EXIT_OK
 
 NAME = "run"
@@ -33,6 +33,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     )
     run.add_argument("--eval-engine", choices=("llama.cpp", "transformers"), help="generation engine for evaluation (default llama.cpp)")
     run.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
+    run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
     run.add_argument("--plan-only", action="store_true", help="print the plan and stop")
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
@@ -100,11 +101,16 @@ def run_command(args: argparse.Namespace) -> int:
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     plan, hub_reachable = plan_from_args(args, model=model)
+    if args.export:
+        plan.stages = with_export_stage(plan.stages)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     if plan.backend == "hf-jobs":
         _size_for_jobs(plan, args, settings, hub_reachable=hub_reachable)
     limits = ApprovalLimits(budget_usd=args.budget, approve_under_usd=args.approve_under, require_approval=args.require_approval)
     ctx, resumed = open_experiment(plan, settings, limits=limits)
+    if args.export and Stage.EXPORT not in ctx.experiment.plan.stages:
+        # A resumed experiment keeps its saved plan; a finished one is exported with `autotrain-agent export`.
+        ctx.experiment.plan.stages = with_export_stage(ctx.experiment.plan.stages)
     if args.plan_only:
         if args.json:
             print(json.dumps({"experiment_id": ctx.experiment.id, "plan": ctx.experiment.plan.model_dump(mode="json")}, indent=2))
@@ -208,6 +214,7 @@ def format_plan(experiment_id: str, plan: Plan) -> str:
         f"  hyperparameters: {f'{hp.max_steps} steps' if hp.max_steps else f'{hp.num_train_epochs:g} epochs'}, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
         f"accumulation, lr {hp.learning_rate:g}, max length {hp.max_length} tokens",
         f"  benchmark:       {benchmark}, engine {plan.eval_engine}",
+        *(["  export:          F16 and Q4_K_M GGUF, verified with llama.cpp"] if Stage.EXPORT in plan.stages else []),
         f"  backend:         {plan.backend} ({plan.hardware}), {'free' if plan.backend == 'local' else 'paid, approved before submission'}",
         f"  expected time:   {estimate}",
         "  why:",

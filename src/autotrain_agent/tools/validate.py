@@ -39,6 +39,8 @@ def validate_dataset(ctx: ExperimentContext) -> str:
     experiment = ctx.experiment
     plan = experiment.plan
     model = _resolve_model(ctx)
+    if Stage.EXPORT in plan.stages:
+        check_tokenizer_converts(ctx, model)
     rows, provenance = _read_rows(ctx)
 
     from transformers import AutoTokenizer
@@ -98,6 +100,28 @@ def _describe_problems(result) -> str:
         pairs = ",".join(f"{source}={target}" for source, target in result.suggested_mapping.items())
         shown += f"; suggested mapping: --map {pairs}"
     return shown
+
+
+def check_tokenizer_converts(ctx: ExperimentContext, model_dir: Path) -> Path:
+    """Run llama.cpp's converter with `--vocab-only` on the base model, so an unsupported tokenizer fails in seconds.
+
+    It also checks that the quantizer is available, so a missing tool is found before training. Only plans that
+    export run it: the trained model's tokenizer is the base model's, so a tokenizer that llama.cpp
+    cannot convert now would fail the export after the whole run.
+
+    Raises:
+        UnsupportedTokenizerError: If the converter does not know the tokenizer's pre-tokenizer; the message
+            carries its `chkhsh`.
+        ConversionError: If the converter or the quantizer is missing, or the converter fails for another reason.
+    """
+    from ..gguf_convert import check_quantizer_available, convert_hf_to_gguf
+
+    version = check_quantizer_available()
+    vocab_file = convert_hf_to_gguf(
+        model_dir, ctx.folder / "export" / "vocab-preflight.gguf", cache_dir=ctx.settings.cache_dir, vocab_only=True
+    )
+    ctx.record("tokenizer_preflight_passed", gguf=str(vocab_file), llama_cpp_python=version)
+    return vocab_file
 
 
 def _resolve_model(ctx: ExperimentContext) -> Path:
