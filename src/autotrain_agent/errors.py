@@ -52,3 +52,7 @@ class HarnessCalibrationError(EvaluationError):
         super().__init__(message)
         self.outcomes = outcomes
         """Outcome of each canonical solution by task id: `passed`, `failed`, `timed_out` or `error`."""
+
+
+class AdapterNotAppliedError(EvaluationError):
+    """The model under evaluation gives the same logits as its base model, so a LoRA adapter changed nothing."""

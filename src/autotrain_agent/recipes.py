@@ -202,8 +202,9 @@ def _choose_data(goal: str, overrides: PlanOverrides, hub_reachable: bool, reaso
 
 
 def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -> BenchmarkSpec:
-    if overrides.benchmark and overrides.benchmark.lower() != "humaneval":
-        raise ConfigError(f"Unknown benchmark {overrides.benchmark!r}; this version supports: humaneval.")
+    from .evaluation.benchmarks import resolve_benchmark
+
+    name = resolve_benchmark(overrides.benchmark or name).name
     limit: int | None = DEFAULT_CPU_EVAL_LIMIT
     if overrides.eval_limit is not None:
         if overrides.eval_limit < 0:
@@ -211,4 +212,4 @@ def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -
         limit = overrides.eval_limit or None
     scope = f"the first {limit} of 164 problems" if limit else "all 164 problems"
     reasons.append(f"benchmark HumanEval pass@1 (greedy) on {scope}, for the base and the fine-tuned model")
-    return BenchmarkSpec(name="humaneval", limit=limit)
+    return BenchmarkSpec(name=name, limit=limit)

@@ -7,4 +7,4 @@ a handler that takes the parsed arguments and returns the exit status.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Order of the subcommands in `--help`. `run` is also the default when the first argument is a goal.
-COMMAND_MODULES = ("run", "status")
+COMMAND_MODULES = ("run", "status", "evaluate")
