@@ -2,15 +2,17 @@
 
 What is enforced depends on the privileges of the calling process (measured on Linux 6.18, Python 3.11):
 
-- Always: each child is a fresh interpreter (`python -I`) in its own session and process group, working in a
-  fresh scratch folder that is deleted afterwards. Its environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`,
+- Always: each child is a fresh interpreter (`python -I -S`) in its own session and process group, working in a
+  fresh scratch folder that is deleted afterwards. `-S` skips `site`, so the code can import the standard library
+  but no installed package; HumanEval needs nothing else, and it makes each start about 3 times faster (20 ms
+  instead of 66 ms for /usr/bin/python3 on the 2-core test machine). Its environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`,
   so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
   group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
 - As root: each child also gets its own network namespace (no interface is up, so even 127.0.0.1 is
   unreachable), runs under a fresh unused uid and gid with no supplementary groups and `no_new_privs`, so
   `RLIMIT_NPROC` counts only its own processes, it cannot signal the harness or read other folders with
   0700 permissions, and when the run ends every process of that uid is killed with `kill(-1, SIGKILL)`, including
-  those that left the process group.
+  those that left the process group. The kill is skipped when /proc lists no process of the uid.
 - Without root: no network isolation, no uid change, and `RLIMIT_NPROC` counts every process of the user, so the
   limit is set to the current count plus `max_processes`. A process that calls `setsid` and double-forks can
   outlive the run, and the code can signal the harness.
@@ -72,6 +74,7 @@ while time.monotonic() < deadline:
     time.sleep(0.005)
 """
 _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
+_INTERPRETER_FLAGS = ("-I", "-S")
 
 Outcome = Literal["passed", "failed", "timed_out", "error"]
 
@@ -154,7 +157,7 @@ def find_interpreter() -> str:
     uid = _allocate_uid()
     for interpreter in filter(None, candidates):
         try:
-            probe = subprocess.run([interpreter, "-I", "-c", _PROBE_SOURCE], user=uid, group=uid, extra_groups=[],
+            probe = subprocess.run([interpreter, *_INTERPRETER_FLAGS, "-c", _PROBE_SOURCE], user=uid, group=uid, extra_groups=[],
                                    env={}, cwd="/", capture_output=True, timeout=30, check=False)
         except OSError:
             continue
@@ -292,7 +295,7 @@ def _spawn(config: dict, identity: _Identity, limits: SandboxLimits, *, pass_fds
               "rlimits": _rlimits(limits, privileged=identity.uid is not None)}
     env = {"PATH": _CHILD_PATH, "HOME": str(identity.workdir), "TMPDIR": str(identity.workdir), "LANG": "C.UTF-8"}
     return subprocess.Popen(
-        [find_interpreter(), "-I", "-c", _CHILD_SOURCE, json.dumps(config)],
+        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _CHILD_SOURCE, json.dumps(config)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         pass_fds=pass_fds, env=env, cwd=identity.workdir, start_new_session=True,
     )
@@ -311,14 +314,17 @@ def _rlimits(limits: SandboxLimits, *, privileged: bool) -> dict[str, int]:
 
 def _count_own_processes() -> int:
     # RLIMIT_NPROC counts threads of the real uid, so this estimate stays low for threaded user processes.
-    uid = os.getuid()
-    count = 0
+    return sum(1 for _ in _processes_of(os.getuid()))
+
+
+def _processes_of(uid: int):
+    """Yield the /proc entries of processes owned by `uid`, skipping those that exit during the scan."""
     for entry in Path("/proc").iterdir():
         try:
-            count += entry.name.isdigit() and entry.stat().st_uid == uid
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                yield entry
         except OSError:
             continue
-    return count
 
 
 def _collect_output(process: subprocess.Popen, limits: SandboxLimits) -> _OutputCollector:
@@ -353,10 +359,15 @@ def _kill_everything(processes: list[subprocess.Popen], identities: list[_Identi
 
 
 def _kill_uid(identity: _Identity) -> None:
+    # Starting the reaper took about 30 ms, most of a run's cost, and nearly every run leaves no process behind.
+    # NOTE: the /proc scan is not atomic. A process that forks a child with a lower pid (after pid wraparound) and
+    # exits while the scan passes could leave that child unseen; the reaper's kill(-1) has no such gap.
+    if next(_processes_of(identity.uid), None) is None:
+        return
     # kill(-1) runs under the tasklist lock, so a fork bomb cannot add processes while it is delivered. Killed
     # processes stay visible until init reaps them, so the reaper repeats until /proc shows none of the uid.
     subprocess.run(
-        [find_interpreter(), "-I", "-S", "-c", _REAPER_SOURCE],
+        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _REAPER_SOURCE],
         user=identity.uid, group=identity.gid, extra_groups=[], env={}, cwd="/",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         timeout=_REAP_TIMEOUT_S, check=False,
