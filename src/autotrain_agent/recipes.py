@@ -65,6 +65,7 @@ class PlanOverrides:
     max_steps: int | None = None
     eval_limit: int | None = None
     eval_engine: str | None = None
+    eval_checkpoints: str | None = None
     use_lora: bool = True
 
 
@@ -152,6 +153,12 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
         else "evaluation with transformers `generate`"
     )
 
+    checkpoints_to_evaluate = overrides.eval_checkpoints or "final"
+    if checkpoints_to_evaluate not in ("final", "all"):
+        raise ConfigError(f"`--eval-checkpoints` must be 'final' or 'all', got {checkpoints_to_evaluate!r}.")
+    if checkpoints_to_evaluate == "all":
+        reasons.append("every saved checkpoint is scored and the best one kept: set with --eval-checkpoints all")
+
     return Plan(
         goal=goal.strip(),
         base_model=model,
@@ -161,6 +168,7 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
         hyperparameters=hyperparameters,
         benchmarks=[benchmark],
         eval_engine=engine,
+        checkpoints_to_evaluate=checkpoints_to_evaluate,
         reasons=reasons,
     )
 
