@@ -56,7 +56,7 @@ def test_evaluate_adapter_with_samples_reports_pass_at_k(tiny_model_and_adapter,
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--samples", "3"], "needs `--temperature`"),  # greedy samples repeat one answer
+    (["--samples", "3"], "needs `--temperature`"),  # greedy decoding repeats one sample
     (["--limit", "-1"], "`--limit` must be 0"),  # negative count
     (["--benchmark", "no_such_bench"], "known benchmarks: humaneval"),  # unknown name
 ])

@@ -22,7 +22,7 @@ output_dir and cache_dir (default: the autotrain-agent cache).
 
 Files written under output_dir:
     status.json                {label, state, started_at, finished_at, error}, rewritten at each state change.
-    <label>-humaneval.jsonl    one line per answer: completion, extracted program, outcome, detail.
+    <label>-humaneval.jsonl    one line per sample: completion, extracted program, outcome, detail.
     <label>-humaneval.json     the score: pass@k values, standard errors, counts, engine, harness.
 
 Exit status: 0 when a score was written, 1 when evaluation failed, 2 for an invalid config.
@@ -42,7 +42,7 @@ REQUIRED_KEYS = ("label", "model_path", "output_dir")
 
 
 class EvalConfigError(ValueError):
-    """The evaluation config is unreadable or holds an invalid value."""
+    """The evaluation config is unreadable or contains an invalid value."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,7 +182,7 @@ def test_pass_at_k_rejects_inconsistent_counts():
 
 
 class SeedDependentGenerator:
-    """Answers correctly only in the sample drawn with seed 0, to check the pass@k bookkeeping."""
+    """Return the canonical solution only for the sample drawn with seed 0, to check the pass@k bookkeeping."""
 
     name = "seed-dependent"
 

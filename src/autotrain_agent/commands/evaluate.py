@@ -26,7 +26,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     evaluate.add_argument("--limit", type=int, default=DEFAULT_CPU_SUBSET_SIZE,
                           help=f"score the first N problems by task number (default {DEFAULT_CPU_SUBSET_SIZE}; 0 = all 164)")
     evaluate.add_argument("--samples", type=int, default=1,
-                          help="answers per problem; above 1 reports pass@k and needs --temperature (default 1, greedy)")
+                          help="samples per problem; above 1 reports pass@k and needs --temperature (default 1, greedy)")
     evaluate.add_argument("--temperature", type=float, help="sampling temperature; unset decodes greedily")
     evaluate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling probability mass (default 1.0)")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed; sample i uses seed + i (default 0)")
@@ -34,7 +34,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
                           help="generation engine (default llama.cpp, on an F16 GGUF copy)")
     evaluate.add_argument("--base-model", help="base model of a LoRA adapter folder (default: the adapter's own "
                                                "base_model_name_or_path)")
-    evaluate.add_argument("--max-new-tokens", type=int, default=384, help="generation budget per answer in tokens (default 384)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=384, help="maximum new tokens per sample (default 384)")
     evaluate.add_argument("--output-dir", type=Path, default=Path.cwd(),
                           help="folder for evaluations/ with per-problem results (default: current folder)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -55,7 +55,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ConfigError(f"`--samples` must be a positive integer, got {args.samples!r}.")
     if args.samples > 1 and args.temperature is None:
-        raise ConfigError(f"`--samples {args.samples}` needs `--temperature`: greedy decoding repeats one answer.")
+        raise ConfigError(f"`--samples {args.samples}` needs `--temperature`: greedy decoding would repeat one sample.")
     sampling = None if args.temperature is None else Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     settings = Settings(output_dir=args.output_dir.resolve(), progress=not args.no_progress)
     output_dir = settings.output_dir / "evaluations"

@@ -18,7 +18,7 @@ def evaluate_model(ctx: ExperimentContext, target: str) -> str:
     """Score `target` (`"base"` or a run id) on every benchmark of the plan, with the same problems and engine.
 
     A run is scored on its final checkpoint, or on every saved checkpoint when the plan's
-    `checkpoints_to_evaluate` is `all`; the best one is then recorded as a decision. LoRA adapters are merged into
+    `checkpoints_to_evaluate` is `all`. The best scored checkpoint is then recorded as a decision. LoRA adapters are merged into
     a float32 copy of the base model for llama.cpp, or applied with PEFT for transformers, and every fine-tuned
     model must change the base model's logits on probe prompts before it is scored.
 
