@@ -317,15 +317,17 @@ def _rlimits(limits: SandboxLimits, *, privileged: bool) -> dict[str, int]:
 
 def _count_own_processes() -> int:
     # RLIMIT_NPROC counts threads of the real uid, so this estimate stays low for threaded user processes.
-    return sum(1 for _ in _processes_of(os.getuid()))
+    return sum(1 for _ in _processes_of({os.getuid()}))
 
 
-def _processes_of(uid: int):
-    """Yield the /proc entries of processes owned by `uid`, skipping those that exit during the scan."""
-    for entry in Path("/proc").iterdir():
+def _processes_of(uids: set[int]):
+    """Yield `(pid, uid)` for each process owned by one of `uids`, skipping those that exit during the scan."""
+    if not uids:
+        return
+    for entry in os.scandir("/proc"):
         try:
-            if entry.name.isdigit() and entry.stat().st_uid == uid:
-                yield entry
+            if entry.name.isdigit() and (uid := entry.stat().st_uid) in uids:
+                yield int(entry.name), uid
         except OSError:
             continue
 
@@ -356,17 +358,16 @@ def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]
     # empty uid. Each one called setsid when forked, so as a session leader it cannot leave the group killed above.
     for process in processes:
         process.reap()
+    # Starting a reaper took about 30 ms, most of a run's cost, and nearly every run leaves no process behind.
+    # NOTE: the /proc scan is not atomic. After a pid wraparound, a process could fork a child with a lower pid
+    # and exit while the scan passes, so that child goes unseen. The reaper's kill(-1) has no such gap.
+    occupied = {uid for _, uid in _processes_of({identity.uid for identity in identities} - {None})}
     for identity in identities:
-        if identity.uid is not None:
+        if identity.uid in occupied:
             _kill_uid(identity)
 
 
 def _kill_uid(identity: _Identity) -> None:
-    # Starting the reaper took about 30 ms, most of a run's cost, and nearly every run leaves no process behind.
-    # NOTE: the /proc scan is not atomic. After a pid wraparound, a process could fork a child with a lower pid
-    # and exit while the scan passes, so that child goes unseen. The reaper's kill(-1) has no such gap.
-    if next(_processes_of(identity.uid), None) is None:
-        return
     # kill(-1) runs under the tasklist lock, so a fork bomb cannot add processes while it is delivered. Killed
     # processes stay visible until init reaps them, so the reaper repeats until /proc shows none of the uid.
     subprocess.run(
