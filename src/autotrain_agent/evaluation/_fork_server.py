@@ -3,7 +3,7 @@
 The server is `_sandbox_child.py` run with `--fork-server`, in its own session, with an empty environment. It is
 single-threaded and never runs untrusted code, so `fork` is safe there. Each forked child starts a new session,
 keeps only the descriptors sent with its request and then confines itself exactly as a fresh interpreter would.
-The harness waits on a pidfd and asks the server to reap the child after killing its process group, so the pid
+The harness waits on a pidfd and sends the server a request to reap the child after killing its process group, so the pid
 stays reserved while the harness may still signal it.
 """
 

@@ -2,8 +2,7 @@
 
 `sandbox.py` passes this file's source to `python -I -S -c`, so the module imports only the standard library and
 never the package. With `--fork-server FD` it becomes a fork server that starts each sandboxed process by `fork`,
-which took about 1 ms against 20 ms for a fresh interpreter; with one JSON argument it runs one role directly.
-The roles are:
+which is cheaper than starting an interpreter. With one JSON argument it runs one role directly. The roles are:
 
 - `program`: execute one program file. Its status report is forgeable by the program itself.
 - `candidate`: execute the generated code, then answer calls to the entry point received over a pipe.

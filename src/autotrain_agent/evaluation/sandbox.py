@@ -4,8 +4,8 @@ What is enforced depends on the privileges of the calling process (measured on L
 
 - Always: each child is forked from a trusted fork server (`_fork_server.py`, an interpreter started once with
   `python -I -S`) and runs in its own session and process group, working in a fresh scratch folder that is
-  deleted afterwards. A fork took about 1 ms where a fresh interpreter took 20 ms, or 66 ms with `site`
-  (/usr/bin/python3 on a 2-core test machine). `-S` skips `site`, so the code can import the standard library but
+  deleted afterwards. On a shared 2-core test machine a fork took 8 ms at load average 13, where a fresh
+  /usr/bin/python3 took 20 ms, or 66 ms with `site`, at load average 4. `-S` skips `site`, so the code can import the standard library but
   no installed package, which is all HumanEval needs. Its environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`,
   so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
   group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
