@@ -77,6 +77,7 @@ while time.monotonic() < deadline:
 """
 _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
 _INTERPRETER_FLAGS = ("-I", "-S")
+_FORK_SERVER_LOCK = threading.Lock()
 
 Outcome = Literal["passed", "failed", "timed_out", "error"]
 
@@ -299,8 +300,14 @@ def _spawn(config: dict, identity: _Identity, limits: SandboxLimits, *, fds: dic
     return _fork_server().spawn(config, env=env, fds=fds)
 
 
-@functools.cache
 def _fork_server() -> ForkServer:
+    # functools.cache does not stop two threads from computing the first value at once.
+    with _FORK_SERVER_LOCK:
+        return _create_fork_server()
+
+
+@functools.cache
+def _create_fork_server() -> ForkServer:
     return ForkServer(find_interpreter(), _CHILD_SOURCE, _INTERPRETER_FLAGS)
 
 
