@@ -62,3 +62,23 @@ def test_random_adapter_is_scored(tiny_adapters, tmp_path):
     assert distance > MIN_LOGIT_DISTANCE
     assert result.num_problems == 1
     assert (tmp_path / "random-humaneval.jsonl").is_file()
+
+
+def test_merged_copy_is_redone_after_adapter_changes(tiny_adapters, tmp_path):
+    import os
+    import shutil
+
+    base_dir, adapters = tiny_adapters
+    adapter_dir = tmp_path / "adapter"
+    shutil.copytree(adapters["zero"], adapter_dir)
+    merged_dir = tmp_path / "merged"
+    prepare_adapter(adapter_dir, base_dir, engine="llama.cpp", merged_dir=merged_dir, label="a")
+    shutil.rmtree(adapter_dir)
+    shutil.copytree(adapters["random"], adapter_dir)
+    later = (merged_dir / "config.json").stat().st_mtime + 10
+    for item in adapter_dir.iterdir():
+        os.utime(item, (later, later))
+
+    model = prepare_adapter(adapter_dir, base_dir, engine="llama.cpp", merged_dir=merged_dir, label="a")
+
+    assert check_model_differs_from_base(base_dir, model_dir=model.model_dir) > MIN_LOGIT_DISTANCE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ def prepare_adapter(
 
     from autotrain_agent.merge import merge_adapter
 
+    if merged_dir.is_dir() and not _is_newer_than_files(merged_dir / "config.json", adapter_dir):
+        shutil.rmtree(merged_dir)
     merged = merge_adapter(base_dir, adapter_dir, merged_dir)
     return ModelUnderTest(label=label, model_dir=merged, base_dir=base_dir)
 
@@ -161,8 +164,20 @@ def _load_generator(model: ModelUnderTest, *, engine: EvalEngine, gguf_dir: Path
     from autotrain_agent.gguf_convert import convert_hf_to_gguf
 
     gguf_path = gguf_dir / f"{model.label}-f16.gguf"
-    if not gguf_path.is_file():
+    if not _is_newer_than_files(gguf_path, model.model_dir):
         echo(f"Converting {model.label} to an F16 GGUF file for llama.cpp...")
         gguf_dir.mkdir(parents=True, exist_ok=True)
         convert_hf_to_gguf(model.model_dir, gguf_path, outtype="f16", cache_dir=cache_dir)
     return LlamaCppGenerator(gguf_path, chat_template_dir=model.model_dir), tokenizer
+
+
+def _is_newer_than_files(path: Path, folder: Path) -> bool:
+    """Return whether `path` exists and was written after every file in `folder`, so a copy made from it is current.
+
+    Derived copies (merged weights, GGUF files) are named after a label, not the content, so a folder retrained in
+    place would otherwise be scored from its stale copy.
+    """
+    if not path.exists():
+        return False
+    newest_source = max((item.stat().st_mtime for item in folder.rglob("*") if item.is_file()), default=0.0)
+    return path.stat().st_mtime >= newest_source
