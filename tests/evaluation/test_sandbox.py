@@ -288,3 +288,12 @@ def test_dead_fork_server_is_replaced(caplog):
     assert result.output == "still here\n"
     assert "fork server" in caplog.text
     assert "starting a new one" in caplog.text
+
+
+def test_sandboxed_processes_stay_in_outer_cgroup(outer_limits):
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, run_program
+
+    result = run_program("print(open('/proc/self/cgroup').read())", limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert f"autotrain-test-{os.getpid()}" in result.output

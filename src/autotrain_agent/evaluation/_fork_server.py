@@ -87,6 +87,16 @@ class ForkServer:
             logger.warning("Could not reap sandboxed process %d: %s", pid, err)
             return None
 
+    def stop(self) -> None:
+        """Stop the server process; the next `spawn` starts a new one, which inherits the caller's cgroups anew."""
+        with self.lock:
+            if self.socket is not None:
+                self.socket.close()
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.process, self.socket = None, None
+
     def _request(self, message: bytes, fds: list[int], *, restart: bool = True) -> dict:
         with self.lock:
             if self.owner_pid != os.getpid():
