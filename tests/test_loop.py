@@ -89,3 +89,23 @@ def test_rerun_does_not_redo_finished_stages(tiny_setup):
     assert "run_submitted" not in new_events
     assert "stage_completed" not in new_events
     assert again.experiment.status == ExperimentStatus.SUCCEEDED
+
+
+def test_loop_scores_every_checkpoint_and_picks_best(tiny_setup):
+    plan, settings = tiny_setup
+    plan.hyperparameters.max_steps = 4
+    plan.hyperparameters.save_steps = 2
+    plan.hyperparameters.warmup_ratio = 0.0
+    plan.checkpoints_to_evaluate = "all"
+
+    ctx, _ = open_experiment(plan, settings, echo=lambda line: None)
+    with ctx.store.lock(ctx.experiment.id):
+        result = run_experiment(ctx)
+
+    assert result.state == "succeeded", result.failure
+    run = ctx.experiment.runs[0]
+    assert [(c.step, bool(c.scores)) for c in run.checkpoints] == [(2, True), (4, False), (4, True)]
+    assert run.best_checkpoint_path in {run.checkpoints[0].path, run.checkpoints[-1].path}
+    selections = [d for d in ctx.experiment.decisions if d.action.startswith("select run-1 checkpoint")]
+    assert len(selections) == 1
+    assert set(selections[0].evidence["scores"]) == {"step 2", "step 4 (final)"}

@@ -72,3 +72,10 @@ def test_unsupported_method_names_alternative():
 def test_negative_max_steps_rejected():
     with pytest.raises(ConfigError, match="max-steps"):
         make_plan("improve code solving", PlanOverrides(max_steps=-1))
+
+
+def test_eval_checkpoints_all_is_planned():
+    plan = make_plan("improve code solving", PlanOverrides(eval_checkpoints="all"))
+
+    assert plan.checkpoints_to_evaluate == "all"
+    assert any("--eval-checkpoints all" in reason for reason in plan.reasons)

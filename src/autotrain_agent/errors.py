@@ -77,3 +77,7 @@ class PolicyError(ConfigError):
 
 class PublishError(AutotrainError, RuntimeError):
     """A model card is invalid, or the Hub rejected an upload."""
+
+
+class AdapterNotAppliedError(EvaluationError):
+    """The model under evaluation gives the same logits as its base model, so a LoRA adapter changed nothing."""

@@ -70,6 +70,7 @@ class PlanOverrides:
     max_steps: int | None = None
     eval_limit: int | None = None
     eval_engine: str | None = None
+    eval_checkpoints: str | None = None
     use_lora: bool = True
     backend: str = "local"
     hub_repo: str | None = None
@@ -166,6 +167,12 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
         else "evaluation with transformers `generate`"
     )
 
+    checkpoints_to_evaluate = overrides.eval_checkpoints or "final"
+    if checkpoints_to_evaluate not in ("final", "all"):
+        raise ConfigError(f"`--eval-checkpoints` must be 'final' or 'all', got {checkpoints_to_evaluate!r}.")
+    if checkpoints_to_evaluate == "all":
+        reasons.append("every saved checkpoint is scored and the best one kept: set with --eval-checkpoints all")
+
     return Plan(
         goal=goal.strip(),
         base_model=model,
@@ -177,6 +184,7 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
         eval_engine=engine,
         backend=overrides.backend,  # type: ignore[arg-type]
         hub_repo=overrides.hub_repo,
+        checkpoints_to_evaluate=checkpoints_to_evaluate,
         reasons=reasons,
     )
 
@@ -219,8 +227,9 @@ def _choose_data(goal: str, overrides: PlanOverrides, hub_reachable: bool, reaso
 
 
 def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -> BenchmarkSpec:
-    if overrides.benchmark and overrides.benchmark.lower() != "humaneval":
-        raise ConfigError(f"Unknown benchmark {overrides.benchmark!r}; this version supports: humaneval.")
+    from .evaluation.benchmarks import resolve_benchmark
+
+    name = resolve_benchmark(overrides.benchmark or name).name
     limit: int | None = DEFAULT_CPU_EVAL_LIMIT
     if overrides.eval_limit is not None:
         if overrides.eval_limit < 0:
@@ -228,4 +237,4 @@ def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -
         limit = overrides.eval_limit or None
     scope = f"the first {limit} of 164 problems" if limit else "all 164 problems"
     reasons.append(f"benchmark HumanEval pass@1 (greedy) on {scope}, for the base and the fine-tuned model")
-    return BenchmarkSpec(name="humaneval", limit=limit)
+    return BenchmarkSpec(name=name, limit=limit)

@@ -17,7 +17,7 @@ import jinja2
 
 from ._resources import resource_dir
 from .approval import ApprovalRequest
-from .state import ApprovalRecord, Experiment, Run, Score
+from .state import ApprovalRecord, Checkpoint, Experiment, Run, Score
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         problems_scored=_problems_scored(experiment),
         approvals=[_approval_row(record) for record in experiment.approvals],
         export=_export_view(experiment),
+        harnesses=", ".join(f"`{name}`" for name in _harnesses(experiment)),
+        below_base=_below_base(experiment),
     )
 
 
@@ -187,11 +189,37 @@ def _evaluation_rows(experiment: Experiment) -> list[dict[str, str]]:
     rows = []
     for score in experiment.baseline_scores:
         rows.append(_evaluation_row("Base model", score, experiment.model_path or experiment.plan.base_model))
-    for run in experiment.runs:
-        for checkpoint in run.checkpoints[-1:]:
-            for score in checkpoint.scores:
-                rows.append(_evaluation_row(run.title, score, checkpoint.path))
+    for run, checkpoint in _scored_checkpoints(experiment):
+        title = run.title if checkpoint is run.checkpoints[-1] else f"{run.title}, step {checkpoint.step}"
+        if run.best_checkpoint_path == checkpoint.path and len(run.checkpoints) > 1:
+            title += " (best)"
+        for score in checkpoint.scores:
+            rows.append(_evaluation_row(title, score, checkpoint.path))
     return rows
+
+
+def _scored_checkpoints(experiment: Experiment) -> list[tuple[Run, Checkpoint]]:
+    return [(run, checkpoint) for run in experiment.runs for checkpoint in run.checkpoints if checkpoint.scores]
+
+
+def _harnesses(experiment: Experiment) -> list[str]:
+    scores = [*experiment.baseline_scores, *(s for _, c in _scored_checkpoints(experiment) for s in c.scores)]
+    return list(dict.fromkeys(score.harness for score in scores if score.harness))
+
+
+def _below_base(experiment: Experiment) -> list[str]:
+    """Describe every fine-tuned score that is lower than the base model's on the same benchmark and metric."""
+    base = {(score.benchmark, score.metric): score for score in experiment.baseline_scores}
+    lines = []
+    for run, checkpoint in _scored_checkpoints(experiment):
+        for score in checkpoint.scores:
+            reference = base.get((score.benchmark, score.metric))
+            if reference is not None and score.value < reference.value:
+                lines.append(
+                    f"{run.title} at step {checkpoint.step}: {score.benchmark} {score.metric} {score.value:.3f} "
+                    f"is below the base model's {reference.value:.3f}"
+                )
+    return lines
 
 
 def _evaluation_row(title: str, score: Score, model_path: str) -> dict[str, str]:

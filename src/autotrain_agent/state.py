@@ -161,6 +161,8 @@ class Plan(_Model):
     """Benchmarks run on the base model and on each run."""
     eval_engine: EvalEngine = "llama.cpp"
     """Generation engine for evaluation; base and fine-tuned models always use the same one."""
+    checkpoints_to_evaluate: Literal["final", "all"] = "final"
+    """Score only each run's final checkpoint, or every saved checkpoint so the best one can be picked."""
     backend: Literal["local", "hf-jobs"] = "local"
     """Where training jobs run: this machine (free) or Hugging Face Jobs (paid, always approved)."""
     hardware: str = "cpu"
@@ -208,6 +210,12 @@ class Score(_Model):
     """The problems scored, in order."""
     duration_s: float | None = None
     """Wall time of generation plus execution."""
+    harness: str | None = None
+    """Module that executed and scored the answers."""
+    samples_per_problem: int = 1
+    """Answers generated per problem; 1 for greedy decoding."""
+    pass_at_k: dict[str, float] = Field(default_factory=dict)
+    """Unbiased pass@k estimates by name, such as `pass@10`, when several samples were drawn."""
 
 
 class Checkpoint(_Model):
@@ -219,6 +227,8 @@ class Checkpoint(_Model):
     """Local folder (adapter or full weights)."""
     scores: list[Score] = Field(default_factory=list)
     """Benchmark results of this checkpoint."""
+    eval_loss: float | None = None
+    """Evaluation loss logged at or before this step, when the run had an evaluation set; breaks score ties."""
 
 
 RunStatus = Literal["pending", "submitted", "running", "succeeded", "failed", "cancelled"]
@@ -304,6 +314,8 @@ class Run(_Model):
     """The policy verdict that ended or followed this run, if any."""
     changes: dict[str, Any] = Field(default_factory=dict)
     """What a policy changed against the parent run's config: key to `{from, to}`."""
+    best_checkpoint_path: str | None = None
+    """The scored checkpoint with the best benchmark score, once checkpoints are compared."""
 
 
 class GgufFile(_Model):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from autotrain_agent.evaluation.sandbox import _fork_server
+
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Outer limits for cases that would harm the host if the sandbox failed: far above what the harness needs,
 # far below what a fork bomb or an 8 GiB allocation would take.
@@ -25,7 +27,10 @@ def outer_limits(tmp_path):
         (group / limit_file).write_text(str(limit))
         (group / "cgroup.procs").write_text(str(os.getpid()))
         groups[controller] = group
+    # A fork server started before the move would fork the sandboxed processes outside these groups.
+    _fork_server().stop()
     yield
+    _fork_server().stop()
     for controller, group in groups.items():
         (_CGROUP_ROOT / controller / "cgroup.procs").write_text(str(os.getpid()))
         for pid in (group / "cgroup.procs").read_text().split():

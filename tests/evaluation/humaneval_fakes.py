@@ -19,7 +19,7 @@ class CannedGenerator:
     def __init__(self, completions_by_prompt: dict[str, str]):
         self.completions_by_prompt = completions_by_prompt
 
-    def complete(self, prompts: Sequence, *, max_new_tokens: int, stop: Sequence[str]) -> list[str]:
+    def complete(self, prompts: Sequence, *, max_new_tokens: int, stop: Sequence[str], sampling=None) -> list[str]:
         return [self.completions_by_prompt[prompt if isinstance(prompt, str) else prompt[-1]["content"]]
                 for prompt in prompts]
 

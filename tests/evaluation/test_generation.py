@@ -141,3 +141,21 @@ def test_smollm2_answers_chat_prompt(smollm2_dir):
 
     assert "Paris" in answer
     assert "<|im_end|>" not in answer
+
+
+@pytest.mark.slow
+def test_sampling_repeats_with_same_seed(tiny_model, llama_cpp_generator):
+    from autotrain_agent.evaluation.generation import Sampling
+
+    folder, _ = tiny_model
+    transformers_generator = TransformersGenerator(folder, batch_size=2)
+    texts = {}
+    for engine, generator in (("transformers", transformers_generator), ("llama.cpp", llama_cpp_generator)):
+        for seed in (0, 0, 1):
+            sampled = generator.complete(PROBES[:1], max_new_tokens=16, stop=[],
+                                         sampling=Sampling(temperature=1.5, seed=seed))
+            texts.setdefault(engine, []).append(sampled[0])
+
+    for engine, (first, repeat, other_seed) in texts.items():
+        assert first == repeat, engine
+        assert first != other_seed, engine

@@ -179,3 +179,51 @@ def test_pass_at_k_matches_closed_form(n, c, k, expected):
 def test_pass_at_k_rejects_inconsistent_counts():
     with pytest.raises(ConfigError, match="c=4"):
         pass_at_k(3, 4, 1)
+
+
+class SeedDependentGenerator:
+    """Return the canonical solution only for the sample drawn with seed 0, to check the pass@k bookkeeping."""
+
+    name = "seed-dependent"
+
+    def __init__(self):
+        self.seeds = []
+
+    def complete(self, prompts, *, max_new_tokens, stop, sampling=None):
+        self.seeds.append(sampling.seed)
+        answer = {problem.prompt: problem.canonical_solution for problem in TOY_PROBLEMS}
+        return [answer[prompt] if sampling.seed == 0 else "    return None\n" for prompt in prompts]
+
+
+def test_sampled_answers_give_unbiased_pass_at_k(tmp_path):
+    from autotrain_agent.evaluation.generation import Sampling
+
+    generator = SeedDependentGenerator()
+    details_path = tmp_path / "details.jsonl"
+
+    result = evaluate_humaneval(generator, TOY_PROBLEMS[:2], chat=False, samples=3,
+                                sampling=Sampling(temperature=0.8, seed=0), details_path=details_path, progress=False)
+
+    assert generator.seeds == [0, 1, 2]
+    assert result.value == pytest.approx(1 / 3)
+    assert result.pass_at_k == {"pass@1": pytest.approx(1 / 3)}
+    assert result.stderr == 0.0
+    assert result.num_passed == 2
+    assert [(r.task_id, r.sample, r.outcome) for r in result.results][:3] == [
+        ("Toy/0", 0, "passed"), ("Toy/0", 1, "failed"), ("Toy/0", 2, "failed")]
+    assert len(details_path.read_text().splitlines()) == 6
+
+
+def test_pass_at_10_reported_with_ten_samples():
+    from autotrain_agent.evaluation.generation import Sampling
+
+    result = evaluate_humaneval(SeedDependentGenerator(), TOY_PROBLEMS[:1], chat=False, samples=10,
+                                sampling=Sampling(temperature=0.8), progress=False)
+
+    assert result.pass_at_k["pass@1"] == pytest.approx(0.1)
+    assert result.pass_at_k["pass@10"] == pytest.approx(1.0)
+
+
+def test_several_greedy_samples_rejected():
+    with pytest.raises(ConfigError, match="`samples`=3 with greedy decoding"):
+        evaluate_humaneval(SeedDependentGenerator(), TOY_PROBLEMS[:1], chat=False, samples=3, progress=False)

@@ -273,3 +273,27 @@ def test_program_environment_has_no_secrets(monkeypatch):
 
     assert result.output.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
     assert os.environ["HF_TOKEN"] not in result.output
+
+
+def test_dead_fork_server_is_replaced(caplog):
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, _fork_server, run_program
+
+    run_program("pass", limits=SandboxLimits())
+    _fork_server().process.kill()
+    _fork_server().process.wait()
+
+    result = run_program("print('still here')", limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert result.output == "still here\n"
+    assert "fork server" in caplog.text
+    assert "starting a new one" in caplog.text
+
+
+def test_sandboxed_processes_stay_in_outer_cgroup(outer_limits):
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, run_program
+
+    result = run_program("print(open('/proc/self/cgroup').read())", limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert f"autotrain-test-{os.getpid()}" in result.output

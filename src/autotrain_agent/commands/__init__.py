@@ -7,4 +7,6 @@ a handler that takes the parsed arguments and returns the exit status.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Order of the subcommands in `--help`. `run` is also the default when the first argument is a goal.
-COMMAND_MODULES = ("run", "resume", "validate", "estimate", "status", "export", "publish", "serve", "mcp")
+COMMAND_MODULES = (
+    "run", "resume", "validate", "estimate", "evaluate", "status", "export", "publish", "serve", "mcp",
+)

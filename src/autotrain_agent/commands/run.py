@@ -32,6 +32,8 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
         help=f"HumanEval problems to score: the first N by task number (default {DEFAULT_CPU_EVAL_LIMIT}; 0 = all 164)",
     )
     run.add_argument("--eval-engine", choices=("llama.cpp", "transformers"), help="generation engine for evaluation (default llama.cpp)")
+    run.add_argument("--eval-checkpoints", choices=("final", "all"),
+                     help="score only the final checkpoint, or every saved one and keep the best (default final)")
     run.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
     run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
@@ -148,6 +150,7 @@ def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]
         max_steps=args.max_steps,
         eval_limit=args.eval_limit,
         eval_engine=args.eval_engine,
+        eval_checkpoints=args.eval_checkpoints,
         use_lora=not args.no_lora,
         backend=args.backend,
         hub_repo=args.hub_repo,

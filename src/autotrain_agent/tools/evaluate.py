@@ -1,4 +1,4 @@
-"""The `evaluate_model` tool: score the base model or a run's final checkpoint on the plan's benchmarks."""
+"""The `evaluate_model` tool: score the base model or a run's checkpoints, then pick the run's best checkpoint."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from ..context import ExperimentContext
-from ..errors import EvaluationError, StateError
-from ..state import Score, Stage
+from ..errors import StateError
+from ..state import Checkpoint, Run, Score, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -17,104 +17,118 @@ BASE_TARGET = "base"
 def evaluate_model(ctx: ExperimentContext, target: str) -> str:
     """Score `target` (`"base"` or a run id) on every benchmark of the plan, with the same problems and engine.
 
-    A run is scored on its last checkpoint (the `final` folder). LoRA adapters are merged into a float32 copy of
-    the base model first; with the llama.cpp engine both models are converted to F16 GGUF files, so the base and
-    the fine-tuned model are prompted and decoded identically.
+    A run is scored on its final checkpoint, or on every saved checkpoint when the plan's
+    `checkpoints_to_evaluate` is `all`. The best scored checkpoint is then recorded as a decision. LoRA adapters are merged into
+    a float32 copy of the base model for llama.cpp, or applied with PEFT for transformers, and every fine-tuned
+    model must change the base model's logits on probe prompts before it is scored.
 
     Raises:
         StateError: If the base model is not resolved yet or the run has no checkpoint.
-        EvaluationError: If the harness cannot be trusted on this machine (canonical solutions fail).
+        EvaluationError: If the harness cannot be trusted on this machine (canonical solutions fail), or a
+            checkpoint gives the base model's logits.
     """
     experiment = ctx.experiment
     if not experiment.model_path:
         raise StateError(f"Experiment {experiment.id!r} has no resolved base model; call `validate_dataset` first.")
-    model_dir, label = _model_to_score(ctx, target)
-
-    scores = [_score_benchmark(ctx, model_dir, label, benchmark) for benchmark in experiment.plan.benchmarks]
     if target == BASE_TARGET:
-        experiment.baseline_scores = scores
+        experiment.baseline_scores = _score_folder(ctx, Path(experiment.model_path), "base", is_base=True)
         ctx.complete_stage(Stage.EVALUATE_BASE)
-    else:
-        experiment.run(target).checkpoints[-1].scores = scores
-        ctx.complete_stage(Stage.EVALUATE_RUN, run_id=target)
+        return _summarize("base", experiment.baseline_scores, ctx)
 
-    summary = "; ".join(f"{label} {s.benchmark} {s.metric} = {s.value:.3f} ({s.num_passed}/{s.num_samples})" for s in scores)
-    ctx.echo(summary)
-    return summary
+    run = _run_to_score(ctx, target)
+    for checkpoint in _checkpoints_to_score(ctx, run):
+        label = target if checkpoint is run.checkpoints[-1] else f"{target}-step-{checkpoint.step}"
+        checkpoint.scores = _score_folder(ctx, Path(checkpoint.path), label, is_base=False, run=run)
+        ctx.record("checkpoint_scored", run_id=target, step=checkpoint.step)
+    _select_best_checkpoint(ctx, run)
+    ctx.complete_stage(Stage.EVALUATE_RUN, run_id=target)
+    return _summarize(target, run.checkpoints[-1].scores, ctx)
 
 
-def _model_to_score(ctx: ExperimentContext, target: str) -> tuple[Path, str]:
-    """Return a full-weights Hugging Face folder for `target` and its label in the report."""
-    base_dir = Path(ctx.experiment.model_path)
-    if target == BASE_TARGET:
-        return base_dir, "base"
+def _run_to_score(ctx: ExperimentContext, target: str) -> Run:
     try:
         run = ctx.experiment.run(target)
     except KeyError as err:
         raise StateError(f"Unknown evaluation target {target!r}; use 'base' or one of the run ids.") from err
     if not run.checkpoints:
         raise StateError(f"Run {target!r} has no checkpoint to evaluate; its status is {run.status!r}.")
-    checkpoint = Path(run.checkpoints[-1].path)
-
-    from ..merge import is_adapter_folder, merge_adapter
-
-    if is_adapter_folder(checkpoint):
-        ctx.echo(f"Merging the LoRA adapter of {target} into the base model...")
-        return merge_adapter(base_dir, checkpoint, Path(run.output_dir) / "merged"), target
-    return checkpoint, target
+    return run
 
 
-def _score_benchmark(ctx: ExperimentContext, model_dir: Path, label: str, benchmark) -> Score:
-    from ..evaluation.generation import stop_sequences_for
-    from ..evaluation.humaneval import calibrate_harness, evaluate_humaneval, load_humaneval_problems
+def _checkpoints_to_score(ctx: ExperimentContext, run: Run) -> list[Checkpoint]:
+    """Return the final checkpoint, plus with `all` every earlier one saved at a different step, oldest first."""
+    final = run.checkpoints[-1]
+    if ctx.experiment.plan.checkpoints_to_evaluate == "final":
+        return [final]
+    earlier = [checkpoint for checkpoint in run.checkpoints[:-1] if checkpoint.step != final.step]
+    return [*earlier, final]
 
-    problems = load_humaneval_problems(limit=benchmark.limit)
-    calibration = calibrate_harness(problems)
-    if calibration.canonical_pass_rate < 1.0:
-        raise EvaluationError(f"The harness is unreliable here: canonical pass rate {calibration.canonical_pass_rate:.3f}.")
-    generator, tokenizer = _load_generator(ctx, model_dir, label)
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    details_path = ctx.folder / "evaluations" / f"{label}-{benchmark.name}.jsonl"
-    details_path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.echo(f"Evaluating {label} on {len(problems)} {benchmark.name} problems with {generator.name}...")
-    result = evaluate_humaneval(
-        generator,
-        problems,
-        chat=chat,
-        max_new_tokens=benchmark.max_new_tokens,
-        stop=stop_sequences_for(tokenizer),
-        calibration=calibration,
-        details_path=details_path,
-        progress=ctx.settings.progress,
+
+def _score_folder(ctx: ExperimentContext, folder: Path, label: str, *, is_base: bool, run: Run | None = None) -> list[Score]:
+    from ..evaluation.benchmarks import resolve_benchmark
+    from ..evaluation.scoring import ModelUnderTest, prepare_adapter, score_from_result, score_humaneval
+    from ..merge import is_adapter_folder
+
+    plan = ctx.experiment.plan
+    base_dir = Path(ctx.experiment.model_path)
+    if is_base:
+        model = ModelUnderTest(label=label, model_dir=folder)
+    elif is_adapter_folder(folder):
+        ctx.echo(f"Preparing the LoRA adapter of {label} ({plan.eval_engine})...")
+        merged_dir = Path(run.output_dir) / ("merged" if label == run.run_id else f"merged-{label}")
+        model = prepare_adapter(folder, base_dir, engine=plan.eval_engine, merged_dir=merged_dir, label=label)
+    else:
+        model = ModelUnderTest(label=label, model_dir=folder, base_dir=base_dir)
+
+    scores = []
+    for benchmark in plan.benchmarks:
+        implementation = resolve_benchmark(benchmark.name)
+        result = score_humaneval(
+            model,
+            engine=plan.eval_engine,
+            limit=benchmark.limit,
+            output_dir=ctx.folder / "evaluations",
+            cache_dir=ctx.settings.cache_dir,
+            max_new_tokens=benchmark.max_new_tokens,
+            progress=ctx.settings.progress,
+            echo=ctx.echo,
+        )
+        score = score_from_result(result, details_path=ctx.folder / "evaluations" / f"{label}-humaneval.jsonl")
+        score.harness = implementation.harness
+        scores.append(score)
+    return scores
+
+
+def _select_best_checkpoint(ctx: ExperimentContext, run: Run) -> None:
+    """Record the scored checkpoint with the highest first-benchmark score as the run's best, with a decision.
+
+    Ties go to the lower evaluation loss when both checkpoints have one, else to the later step.
+    """
+    scored = [checkpoint for checkpoint in run.checkpoints if checkpoint.scores]
+
+    def rank(index_and_checkpoint: tuple[int, Checkpoint]) -> tuple[float, float, int]:
+        index, checkpoint = index_and_checkpoint
+        loss = checkpoint.eval_loss if checkpoint.eval_loss is not None else float("inf")
+        return (checkpoint.scores[0].value, -loss, index)
+
+    _, best = max(enumerate(scored), key=rank)
+    run.best_checkpoint_path = best.path
+    evidence = {f"step {checkpoint.step}" + (" (final)" if checkpoint is run.checkpoints[-1] else ""):
+                checkpoint.scores[0].value for checkpoint in scored}
+    ties = [checkpoint for checkpoint in scored if checkpoint.scores[0].value == best.scores[0].value]
+    reason = (
+        f"highest {best.scores[0].benchmark} {best.scores[0].metric} ({best.scores[0].value:.3f}) of "
+        f"{len(scored)} scored checkpoint(s)"
     )
-    return Score(
-        benchmark=benchmark.name,
-        metric=result.metric,
-        value=result.value,
-        num_samples=result.num_problems,
-        num_passed=result.num_passed,
-        stderr=result.stderr,
-        engine=result.generator,
-        details_path=str(details_path),
-        task_ids=result.task_ids,
-        duration_s=round(result.duration_s, 1),
+    if len(ties) > 1:
+        reason += "; tied, so the lower evaluation loss or else the later step won"
+    ctx.decide(by="system", action=f"select {run.run_id} checkpoint at step {best.step}", reason=reason,
+               run_id=run.run_id, path=best.path, scores=evidence)
+
+
+def _summarize(label: str, scores: list[Score], ctx: ExperimentContext) -> str:
+    summary = "; ".join(
+        f"{label} {s.benchmark} {s.metric} = {s.value:.3f} ({s.num_passed}/{s.num_samples})" for s in scores
     )
-
-
-def _load_generator(ctx: ExperimentContext, model_dir: Path, label: str):
-    from transformers import AutoTokenizer
-
-    from ..evaluation.generation import LlamaCppGenerator, TransformersGenerator
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if ctx.experiment.plan.eval_engine == "transformers":
-        return TransformersGenerator(model_dir), tokenizer
-
-    from ..gguf_convert import convert_hf_to_gguf
-
-    gguf_path = ctx.folder / "gguf" / f"{label}-f16.gguf"
-    if not gguf_path.is_file():
-        ctx.echo(f"Converting {label} to an F16 GGUF file for llama.cpp...")
-        gguf_path.parent.mkdir(parents=True, exist_ok=True)
-        convert_hf_to_gguf(model_dir, gguf_path, outtype="f16", cache_dir=ctx.settings.cache_dir)
-    return LlamaCppGenerator(gguf_path, chat_template_dir=model_dir), tokenizer
+    ctx.echo(summary)
+    return summary

@@ -329,12 +329,23 @@ def _find_checkpoints(output_dir: Path) -> list[Checkpoint]:
     """List `checkpoint-N` folders by step, then the `final` folder as the last checkpoint."""
     checkpoints = []
     for folder in sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
-        checkpoints.append(Checkpoint(step=int(folder.name.split("-")[-1]), path=str(folder)))
+        checkpoints.append(Checkpoint(step=int(folder.name.split("-")[-1]), path=str(folder),
+                                      eval_loss=_last_eval_loss(folder / "trainer_state.json")))
     final = output_dir / "final"
     if final.is_dir():
         summary_path = output_dir / "train_summary.json"
         step = checkpoints[-1].step if checkpoints else 0
         if summary_path.is_file():
             step = int(json.loads(summary_path.read_text(encoding="utf-8")).get("global_step", step))
-        checkpoints.append(Checkpoint(step=step, path=str(final)))
+        eval_loss = checkpoints[-1].eval_loss if checkpoints and checkpoints[-1].step == step else None
+        checkpoints.append(Checkpoint(step=step, path=str(final), eval_loss=eval_loss))
     return checkpoints
+
+
+def _last_eval_loss(trainer_state_path: Path) -> float | None:
+    """Return the last `eval_loss` in a transformers `trainer_state.json`, or `None` when none was logged."""
+    if not trainer_state_path.is_file():
+        return None
+    history = json.loads(trainer_state_path.read_text(encoding="utf-8")).get("log_history", [])
+    losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    return float(losses[-1]) if losses else None

