@@ -35,7 +35,7 @@ from autotrain_agent.errors import DatasetError
 logger = logging.getLogger(__name__)
 
 SOURCE_PACKAGE = "algorithms"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 """Bumped whenever the rows this module writes change, so cached folders from older builders are rebuilt."""
 
 OVERLAP_WORDS = 10
@@ -55,7 +55,7 @@ _SECTION_HEADER = re.compile(r"^\s*(Examples?|Doctests?)\s*:\s*$")
 # prints one JSON line per function. A child process keeps a hanging or crashing doctest away from the builder.
 _DOCTEST_WORKER = textwrap.dedent(
     """
-    import doctest, importlib, io, json, signal, sys, contextlib
+    import contextlib, doctest, importlib, io, json, random, signal, sys
 
     class _Timeout(Exception):
         pass
@@ -72,6 +72,7 @@ _DOCTEST_WORKER = textwrap.dedent(
         try:
             tests = finder.find(getattr(module, name), name, module=module, globs=vars(module).copy())
             runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+            random.seed(0)
             signal.setitimer(signal.ITIMER_PROF, timeout_s)
             with contextlib.redirect_stdout(io.StringIO()):
                 for test in tests:
@@ -317,8 +318,16 @@ def _keep_doctested(candidates: list[_Candidate], removed: dict, *, progress: bo
 def _run_module_doctests(module: str, group: list[_Candidate]) -> None:
     command = [sys.executable, "-c", _DOCTEST_WORKER, module, str(DOCTEST_TIMEOUT_S), *(c.name for c in group)]
     try:
+        # A fixed hash seed and the seeded `random` above make doctests that print sets or draw random numbers
+        # give the same outcome on every build, so the same seed always yields the same rows.
         completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=_MODULE_TIMEOUT_S, check=False, cwd=tempfile.gettempdir()
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_MODULE_TIMEOUT_S,
+            check=False,
+            cwd=tempfile.gettempdir(),
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         output = completed.stdout
     except subprocess.TimeoutExpired as err:
