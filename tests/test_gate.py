@@ -242,3 +242,31 @@ def test_edit_with_unknown_flavor_asks_again(tmp_path):
 
     assert seen == ["a10g-large", "a10g-large"]
     assert ctx.backend.submitted[0]["flavor"] == "a10g-large"
+
+
+def test_agent_cannot_raise_its_own_budget(tmp_path):
+    from autotrain_agent.testing import ScriptedModel
+
+    ctx = make_ctx(tmp_path, approver=CallbackApprover(approve_all), budget_usd=0.01)
+    model = ScriptedModel(
+        [
+            ("write_file", {"path": "training_runs/exp/budget.json", "content": '{"budget_usd": 1000}'}),
+            ("set_budget", {"budget_usd": 1000}),
+            ("submit_run", {}),  # costs more than the budget: only a raised budget would allow it
+            ("final_answer", {"answer": "done"}),
+        ]
+    )
+
+    result = run_experiment(ctx, model=model, max_steps=6)
+
+    assert ctx.backend.submitted == []
+    assert ctx.experiment.budget_usd == 0.01
+    assert result.state == "needs_approval"
+    assert "budget" in ctx.experiment.failure
+    rejected = [d.action for d in ctx.experiment.decisions if d.by == "system"]
+    assert "reject call write_file" in rejected
+    assert "reject call set_budget" in rejected
+    report = ctx.report_path.read_text()
+    assert "reject call write_file" in report
+    assert "reject call set_budget" in report
+    assert not (tmp_path / "training_runs" / "exp" / "budget.json").exists()
