@@ -172,3 +172,44 @@ def test_resume_rejects_invalid_policy_before_running(tmp_path, capsys):
     assert status != 0
     assert "rule 'too-soon'" in capsys.readouterr().err
     assert [event["event"] for event in store.read_journal("exp")] == ["created"]
+
+
+def test_eval_limit_above_humaneval_rejected(tmp_path, capsys):
+    status = main(["improve code solving", "--eval-limit", "500", "--plan-only", "--output-dir", str(tmp_path)])
+
+    assert status == 2
+    assert "at most 164" in capsys.readouterr().err
+
+
+def test_unwritable_output_dir_is_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}) + "\n")
+
+    status = main(["improve code", "--dataset", str(rows), "--output-dir", str(blocker / "work"), "--no-progress"])
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "writable `--output-dir`" in err
+    assert "Traceback" not in err
+
+
+def test_rerun_with_changed_flags_names_differences(tmp_path, capsys):
+    from autotrain_agent.loop import experiment_id_for
+    from autotrain_agent.recipes import PlanOverrides, make_plan
+    from autotrain_agent.state import Experiment
+    from autotrain_agent.store import ExperimentStore
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}) + "\n")
+    plan = make_plan("improve code solving", PlanOverrides(dataset=str(rows), max_steps=8))
+    store = ExperimentStore(tmp_path / "training_runs")
+    store.save(Experiment(id=experiment_id_for(plan), goal=plan.goal, plan=plan), event="created")
+
+    status = main(["improve code solving", "--dataset", str(rows), "--max-steps", "20", "--plan-only", "--output-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "hyperparameters.max_steps: 8 -> 20" in err
+    assert "autotrain-agent resume" in err

@@ -7,7 +7,6 @@ from smolagents.monitoring import LogLevel
 from autotrain_agent import api
 from autotrain_agent.config import Settings
 from autotrain_agent.recipes import PlanOverrides
-from autotrain_agent.state import Stage
 from autotrain_agent.testing import ScriptedModel, build_tiny_chat_model, write_code_rows
 
 pytestmark = pytest.mark.slow

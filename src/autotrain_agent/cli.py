@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AutotrainError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, (ValueError, LookupError, NotImplementedError)) else EXIT_FAILED
+    except OSError as err:
+        # A folder that cannot be created or written (a read-only disk, a path under /proc) is the user's to fix.
+        print(f"error: {err.strerror or err} for {err.filename!r}; choose a writable `--output-dir`.", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: the state is saved; run the same command again to resume.", file=sys.stderr)
         return 130

@@ -15,7 +15,7 @@ from .approval import Approver
 from .backends.local import LocalBackend
 from .config import Settings
 from .context import ExperimentContext
-from .errors import StateError
+from .errors import ConfigError, StateError
 from .estimate import estimate_minutes
 from .guarded_agent import DEFAULT_MAX_PARSE_RETRIES, DEFAULT_MAX_REPEATED_CALLS, GuardedAgent, StopReason
 from .planner import FINAL_ANSWER, RuleBasedPlanner, format_call_arguments, summarize
@@ -101,6 +101,14 @@ def open_experiment(
     limits = limits or ApprovalLimits()
     if resumed:
         experiment = store.load(experiment_id)
+        changed = plan_differences(experiment.plan, plan)
+        if changed:
+            folder = store.folder(experiment_id)
+            raise ConfigError(
+                f"Experiment {experiment_id!r} already exists in {folder} with another plan ({'; '.join(changed)}). "
+                f"Run `autotrain-agent resume {experiment_id}` to continue it as planned, or start a new experiment "
+                f"with another `--output-dir` or after deleting {folder}."
+            )
         if limits != ApprovalLimits.of(experiment):
             logger.warning("%s: keeping the saved budget and approval limits; the new flags are ignored.", experiment_id)
     else:
@@ -108,6 +116,28 @@ def open_experiment(
             plan.estimated_minutes = estimate_minutes(plan)
         experiment = Experiment(id=experiment_id, goal=plan.goal, plan=plan, **limits.model_dump())
     return open_saved_experiment(experiment, settings, backend=backend, approver=approver, echo=echo), resumed
+
+
+# Plan fields that the planner fills in itself; a rerun may compute them differently without changing the plan.
+_DERIVED_PLAN_FIELDS = frozenset({"reasons", "estimated_minutes", "stages", "num_parameters", "parameter_source"})
+
+
+def plan_differences(saved: Plan, new: Plan) -> list[str]:
+    """Return `field: saved -> new` for each choice in which `new` differs from the saved plan."""
+    before = saved.model_dump(mode="json", exclude=set(_DERIVED_PLAN_FIELDS))
+    after = new.model_dump(mode="json", exclude=set(_DERIVED_PLAN_FIELDS))
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        old, current = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(current, dict):
+            changes += [
+                f"{key}.{name}: {old.get(name)!r} -> {current.get(name)!r}"
+                for name in sorted(old.keys() | current.keys())
+                if old.get(name) != current.get(name)
+            ]
+        elif old != current:
+            changes.append(f"{key}: {old!r} -> {current!r}")
+    return changes
 
 
 def open_saved_experiment(

@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -159,10 +160,14 @@ def follow_job(
     """
     from tqdm.auto import tqdm
 
+    printer = _ProgressLines(job_id)
     with tqdm(total=None, unit="step", desc=job_id, disable=None) as bar:
         while True:
             status = backend.inspect_job(job_id)
-            _update_bar(bar, _read_progress(Path(progress_path)))
+            progress = _read_progress(Path(progress_path))
+            _update_bar(bar, progress)
+            if bar.disable:
+                printer.maybe_print(progress)
             if is_terminal(status.stage):
                 logger.debug("Job %s ended as %s", job_id, status.stage)
                 return status
@@ -206,6 +211,32 @@ def _read_progress(path: Path) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return progress if isinstance(progress, dict) else None
+
+
+class _ProgressLines:
+    """Plain progress lines on stderr where no bar can be drawn (output to a file or a pipe), at most every 30 s."""
+
+    interval_s = 30.0
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.last_step = -1
+        self.last_print = -math.inf
+
+    def maybe_print(self, progress: dict | None) -> None:
+        if progress is None or not isinstance(progress.get("step"), int) or progress["step"] == self.last_step:
+            return
+        now = time.monotonic()
+        finished = progress["step"] == progress.get("max_steps")
+        if now - self.last_print < self.interval_s and not finished:
+            return
+        self.last_step, self.last_print = progress["step"], now
+        parts = [f"step {progress['step']}/{progress.get('max_steps') or '?'}"]
+        if _is_scalar(progress.get("loss")):
+            parts.append(f"loss {progress['loss']:.4g}")
+        if _is_scalar(progress.get("eta_s")):
+            parts.append(f"about {progress['eta_s'] / 60:.1f} min left")
+        print(f"{self.job_id}: {', '.join(parts)}", file=sys.stderr, flush=True)
 
 
 def _update_bar(bar, progress: dict | None) -> None:

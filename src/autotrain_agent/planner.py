@@ -13,6 +13,7 @@ from typing import Any
 
 from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole, Model
 
+from .comparison import changes_from_base
 from .context import ExperimentContext
 from .state import TERMINAL_STATUSES, ExperimentStatus, Run, Stage
 
@@ -113,6 +114,7 @@ def summarize(ctx: ExperimentContext) -> str:
     for run in experiment.runs:
         for score in run.checkpoints[-1].scores if run.checkpoints else []:
             lines.append(f"{run.run_id}: {score.benchmark} {score.metric} {score.value:.3f} ({score.num_passed}/{score.num_samples})")
+    lines += changes_from_base(experiment)
     lines.append(f"Report: {ctx.report_path}")
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ HUB_CODE_DATASET = "open-r1/codeforces-cots"
 # HumanEval problems scored by default on a CPU: the first 40 by task number. A fixed prefix keeps the base and
 # fine-tuned scores comparable across runs and machines; `--eval-limit 0` scores all 164.
 DEFAULT_CPU_EVAL_LIMIT = 40
+HUMANEVAL_PROBLEMS = 164
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,11 @@ def _choose_benchmark(name: str, overrides: PlanOverrides, reasons: list[str]) -
     if overrides.eval_limit is not None:
         if overrides.eval_limit < 0:
             raise ConfigError(f"`--eval-limit` must be 0 (all problems) or a positive count, got {overrides.eval_limit!r}.")
+        if overrides.eval_limit > HUMANEVAL_PROBLEMS:
+            raise ConfigError(
+                f"`--eval-limit` must be at most {HUMANEVAL_PROBLEMS} (HumanEval's size), got {overrides.eval_limit!r}; "
+                f"pass 0 to score all problems."
+            )
         limit = overrides.eval_limit or None
     scope = f"the first {limit} of 164 problems" if limit else "all 164 problems"
     reasons.append(f"benchmark HumanEval pass@1 (greedy) on {scope}, for the base and the fine-tuned model")

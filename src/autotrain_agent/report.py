@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from ._resources import resource_dir
+from .comparison import changes_from_base
 from .approval import ApprovalRequest
 from .state import ApprovalRecord, Checkpoint, Experiment, Run, Score
 
@@ -46,6 +47,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         ),
         estimate=f"{experiment.plan.estimated_minutes:.0f} min (estimate)" if experiment.plan.estimated_minutes else "unknown",
         runs=[_run_view(experiment, run) for run in experiment.runs],
+        changes_from_base=changes_from_base(experiment),
         evaluations=_evaluation_rows(experiment),
         problems_scored=_problems_scored(experiment),
         approvals=[_approval_row(record) for record in experiment.approvals],

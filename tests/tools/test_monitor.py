@@ -87,7 +87,7 @@ def test_divergence_cancels_job_and_stores_verdict(tmp_path):
     backend = ScriptedBackend(["running", "running", "running"])
     ctx = make_ctx(tmp_path, backend)
     run = ctx.experiment.latest_run
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
 
     monitor_run(ctx, "run-1")
 
@@ -104,7 +104,7 @@ def test_divergence_cancels_job_and_stores_verdict(tmp_path):
 def test_resubmission_lowers_learning_rate_once(tmp_path):
     backend = ScriptedBackend(["running", "running"])
     ctx = make_ctx(tmp_path, backend)
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
     monitor_run(ctx, "run-1")
 
     call = choose_next_call(ctx)
@@ -123,7 +123,7 @@ def test_resubmission_lowers_learning_rate_once(tmp_path):
 def test_saved_verdict_cancels_without_deciding_again(tmp_path):
     backend = ScriptedBackend(["running"])
     ctx = make_ctx(tmp_path, backend)
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
     monitor_run(ctx, "run-1")
     run = ctx.experiment.latest_run
     run.status = "running"
@@ -152,7 +152,7 @@ def test_policy_stop_ends_experiment_as_stopped(tmp_path):
     backend = ScriptedBackend(["running", "running"])
     ctx = make_ctx(tmp_path, backend)
     ctx.experiment.plan.max_runs = 1
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
 
     monitor_run(ctx, "run-1")
     call = choose_next_call(ctx)
@@ -166,7 +166,7 @@ def test_policy_stop_ends_experiment_as_stopped(tmp_path):
 def test_report_lists_verdict_with_numbers(tmp_path):
     backend = ScriptedBackend(["running", "running"])
     ctx = make_ctx(tmp_path, backend)
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
     monitor_run(ctx, "run-1")
     submit_run(ctx)
 
@@ -212,7 +212,7 @@ def test_tracker_gap_is_reported(tmp_path):
     run = ctx.experiment.latest_run
     losses = [(step, 2.0 - 0.01 * step) for step in range(1, 21)]
     write_local_copy(run, losses)
-    log_series("exp", "run-1", {"train/loss": losses[:15]})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": losses[:15]})
 
     monitor_run(ctx, "run-1")
 
@@ -238,7 +238,7 @@ def test_notification_command_receives_event(tmp_path):
     ctx.experiment.plan.max_runs = 1
     received = tmp_path / "event.json"
     ctx.settings.notify_command = f"{sys.executable} -c \"import sys; open({str(received)!r}, 'w').write(sys.stdin.read())\""
-    log_series("exp", "run-1", {"train/loss": DIVERGING})
+    log_series("exp", ctx.experiment.run("run-1").trackio_run, {"train/loss": DIVERGING})
 
     monitor_run(ctx, "run-1")
 

@@ -77,6 +77,16 @@ def submit_run(ctx: ExperimentContext) -> str:
     return message
 
 
+def trackio_run_name(ctx: ExperimentContext, run_id: str) -> str:
+    """Return the Trackio run name of `run_id`: the run id plus the experiment's creation time.
+
+    Trackio keeps one database per project in a folder shared by every working folder, and the project is the
+    experiment id, so two experiments with the same id in different `--output-dir`s would otherwise write to one
+    run and read each other's metrics.
+    """
+    return f"{run_id}-{ctx.experiment.created_at:%Y%m%d-%H%M%S}"
+
+
 def _training_threads() -> int:
     """Return `OMP_NUM_THREADS` when set, else every core: a 135M model trained 1.4x faster on 2 threads than 1."""
     requested = os.environ.get("OMP_NUM_THREADS", "")
@@ -116,7 +126,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         "save_total_limit": 3,
         "seed": hp.seed,
         "trackio_project": experiment.id,
-        "trackio_run_name": run_id,
+        "trackio_run_name": trackio_run_name(ctx, run_id),
         "assistant_only_loss": False,
         "completion_only_loss": hp.completion_only_loss,
         "gradient_checkpointing": False,
@@ -132,7 +142,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         hardware=plan.hardware,
         output_dir=str(output_dir),
         trackio_project=experiment.id,
-        trackio_run=run_id,
+        trackio_run=config["trackio_run_name"],
         estimated_minutes=estimate_training_minutes(plan),
     )
     experiment.runs.append(run)
@@ -164,7 +174,7 @@ def _follow_up_run(ctx: ExperimentContext, previous: Run) -> Run:
         config, changes = extension_config(previous.config, Path(final.path), action)
     else:
         config, changes = resubmission_config(previous.config, action)
-    config.update(run_id=run_id, output_dir=str(output_dir), trackio_run_name=run_id)
+    config.update(run_id=run_id, output_dir=str(output_dir), trackio_run_name=trackio_run_name(ctx, run_id))
     run = Run(
         run_id=run_id,
         title=f"{previous.title.split(' run ')[0]} run {number} ({verdict.action} by rule {verdict.rule})",
@@ -175,7 +185,7 @@ def _follow_up_run(ctx: ExperimentContext, previous: Run) -> Run:
         hardware=previous.hardware,
         output_dir=str(output_dir),
         trackio_project=previous.trackio_project,
-        trackio_run=run_id,
+        trackio_run=config["trackio_run_name"],
         estimated_minutes=previous.estimated_minutes,
     )
     experiment.runs.append(run)
