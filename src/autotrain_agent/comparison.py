@@ -11,7 +11,7 @@ def describe_change(base: Score, tuned: Score) -> str:
     """Return the change from `base` to `tuned` with its standard error and what it means.
 
     The two scores are treated as independent samples, so the standard error of the difference is the root of
-    the summed squared standard errors; a change within one standard error is reported as no measurable change.
+    the summed squared standard errors. A change within one standard error is reported as no measurable change.
     """
     delta = tuned.value - base.value
     stderr = math.sqrt((base.stderr or 0.0) ** 2 + (tuned.stderr or 0.0) ** 2)
