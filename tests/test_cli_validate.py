@@ -348,3 +348,16 @@ def test_mostly_broken_dataset_is_incompatible(tmp_path):
 
     assert result.verdict == "incompatible"
     assert any(problem.code == "too_many_rows_dropped" for problem in result.problems)
+
+
+def test_mixed_row_formats_report_rows(tmp_path):
+    from autotrain_agent.data.validation import validate_dataset
+
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    pair = {"prompt": "x", "completion": "y"}
+
+    result = validate_dataset([chat, chat, pair], "sft")
+
+    broken = [problem for problem in result.problems if problem.code == "broken_row"]
+    assert broken
+    assert broken[0].rows == [3]

@@ -80,7 +80,7 @@ def run_experiment(
             rule-based planner. An LLM planner first proposes the open choices of a goal's plan
             (`prompts/propose_plan.md`), then drives the tools under `prompts/planner.md`.
         approver: Decides on paid actions. Passed to the tools' approval gate; see `ExperimentContext.approver`.
-        backend: Where jobs run; defaults to the local backend.
+        backend: Backend that runs the jobs; defaults to the plan's backend (local unless `hf-jobs` is planned).
         max_steps: Planner steps before the run stops as `budget_exhausted`.
         echo: Receives progress lines for a person; defaults to the `autotrain_agent.api` logger at INFO.
 

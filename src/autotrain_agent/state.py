@@ -55,7 +55,7 @@ class ExperimentStatus(str, Enum):
     FAILED = "failed"
     STOPPED = "stopped"
     NEEDS_APPROVAL = "needs_approval"
-    """A paid submission was rejected or not answered; rerunning asks again."""
+    """A paid submission was rejected or timed out without a decision; rerunning requests approval again."""
 
 
 TERMINAL_STATUSES = frozenset(
@@ -164,7 +164,7 @@ class Plan(_Model):
     checkpoints_to_evaluate: Literal["final", "all"] = "final"
     """Score only each run's final checkpoint, or every saved checkpoint so the best one can be picked."""
     backend: Literal["local", "hf-jobs"] = "local"
-    """Where training jobs run: this machine (free) or Hugging Face Jobs (paid, always approved)."""
+    """Backend of training jobs: this machine (free) or Hugging Face Jobs (paid, always approved)."""
     hardware: str = "cpu"
     """Hardware flavor of the backend, e.g. `cpu` locally or `a10g-large` on Hugging Face Jobs."""
     stages: list[Stage] = Field(default_factory=lambda: [stage for stage in Stage if stage not in OPTIONAL_STAGES])
@@ -176,7 +176,7 @@ class Plan(_Model):
     num_parameters: int | None = None
     """Parameter count of the base model, once resolved; sizes the hardware and the estimate."""
     parameter_source: str | None = None
-    """Where `num_parameters` came from: `--params`, Hub metadata, local weights or the model name."""
+    """Source of `num_parameters`: `--params`, Hub metadata, local weights or the model name."""
     hub_repo: str | None = None
     """Hub repository that receives checkpoints of paid jobs, e.g. `me/qwen3-code-sft`."""
     quick_test_samples: int | None = None
@@ -250,7 +250,7 @@ class PolicyVerdict(_Model):
     rule: str
     """Name of the rule that decided."""
     action: Literal["continue", "stop", "extend", "resubmit", "evaluate_checkpoint", "pick_best_checkpoint", "export"]
-    """What the rule decided."""
+    """Action the rule decided."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     """The action's parameters, e.g. `learning_rate_factor`."""
     step: int
@@ -313,7 +313,7 @@ class Run(_Model):
     verdict: PolicyVerdict | None = None
     """The policy verdict that ended or followed this run, if any."""
     changes: dict[str, Any] = Field(default_factory=dict)
-    """What a policy changed against the parent run's config: key to `{from, to}`."""
+    """Changes a policy made to the parent run's config: key to `{from, to}`."""
     best_checkpoint_path: str | None = None
     """The scored checkpoint with the best benchmark score, once checkpoints are compared."""
 
@@ -428,7 +428,7 @@ class Experiment(_Model):
     warnings: list[str] = Field(default_factory=list)
     """Degraded paths the report must mention, e.g. metrics unavailable."""
     failure: str | None = None
-    """Why the experiment failed or a policy stopped it, when one of these happened."""
+    """Reason the experiment failed or a policy stopped it, if either happened."""
     budget_usd: float | None = None
     """Most money the experiment may spend; `None` sets no limit beyond each approval."""
     approve_under_usd: float | None = None
@@ -443,7 +443,7 @@ class Experiment(_Model):
     policy_files: list[str] = Field(default_factory=list)
     """User rule files applied after the shipped default, in order; a resumed experiment keeps them."""
     metrics_degraded: bool = False
-    """Set when the tracker failed or held fewer points than the job logged; the report says so."""
+    """Whether the tracker failed or stored fewer points than the job logged; the report then states it."""
     export: ExportRecord | None = None
     """The exported GGUF files, once exported."""
 

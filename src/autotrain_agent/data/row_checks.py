@@ -162,6 +162,12 @@ def _check_text_fields(row: dict, index: int, report: RowReport, detected_format
 def _check_conversation_row(row: dict, index: int, report: RowReport, *, method: str) -> dict | None:
     row = dict(row)
     if "messages" not in row:
+        if "conversations" not in row:
+            report.add(
+                "broken_row", index,
+                f"Row {index}: has neither `messages` nor `conversations` while most rows are conversations.",
+            )
+            return None
         turns = row.pop("conversations")
         if not is_sharegpt_turns(turns) and not is_message_list(turns):
             report.add("broken_row", index, f"Row {index}: `conversations` is not a list of turns.")
