@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import DatasetError, ModelNotFoundError
+from .plan_lint import check_training_config, read_model_type
 from .recipes import BUILTIN_CODE_DATASET
 from .state import Plan
 
@@ -12,17 +13,46 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")
 
 
 def check_plan_inputs(plan: Plan, *, hub_reachable: bool) -> None:
-    """Raise if the plan's model or dataset cannot be found on this machine or the Hub.
+    """Raise if the plan's model or dataset cannot be found, or the plan linter flags its training settings.
 
-    Only existence is checked here; formats are checked by `validate_dataset`.
+    Only existence is checked here; formats are checked by `validate_dataset`. The training settings go through
+    the plan linter when the model's config.json is on this machine.
 
     Raises:
         ModelNotFoundError: If the model is a missing local path, or a Hub id that is neither cached, shipped by an
             installed package, nor reachable.
         DatasetError: If the dataset is a missing local path, or a Hub id while the Hub is unreachable.
+        ConfigError: If the plan linter finds settings known to break training.
     """
     _check_model(plan.base_model, hub_reachable=hub_reachable)
     _check_dataset(plan.dataset.reference, hub_reachable=hub_reachable)
+    check_training_config(plan_training_settings(plan))
+
+
+def plan_training_settings(plan: Plan) -> dict:
+    """Return the settings that `tools/train.py` will use for `plan`, as the plan linter reads them.
+
+    The job script trains in fp32 on a CPU and in bf16 on a GPU, with the attention that transformers picks.
+    """
+    return {
+        "model_type": _model_type(plan.base_model),
+        "fp16": False,
+        "bf16": plan.backend != "local",
+        "per_device_train_batch_size": plan.hyperparameters.per_device_train_batch_size,
+    }
+
+
+def _model_type(reference: str) -> str | None:
+    if Path(reference).expanduser().is_dir():
+        return read_model_type(reference)
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(reference, "config.json")
+    except HFValidationError:
+        return None
+    return read_model_type(Path(cached).parent) if isinstance(cached, str) else None
 
 
 def _looks_like_path(reference: str) -> bool:
