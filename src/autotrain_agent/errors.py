@@ -81,3 +81,7 @@ class PublishError(AutotrainError, RuntimeError):
 
 class AdapterNotAppliedError(EvaluationError):
     """The model under evaluation gives the same logits as its base model, so a LoRA adapter changed nothing."""
+
+
+class CheckpointSaveError(AutotrainError, RuntimeError):
+    """A model could not be saved and reloaded as a checkpoint, so a run would fail at its first save."""

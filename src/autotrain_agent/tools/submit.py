@@ -12,6 +12,7 @@ from ..context import ExperimentContext
 from ..errors import JobMismatchError, StateError
 from ..estimate import estimate_training_minutes
 from ..gate import approve_submission
+from ..prelaunch import check_before_launch
 from ..state import Failure, Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
@@ -25,10 +26,13 @@ def submit_run(ctx: ExperimentContext) -> str:
     A run that is already submitted or running is never submitted again: its id is returned instead. A run that
     was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
     run id, and re-attached if the backend has it. Every new submission to a paid backend (and to the local one
-    when the experiment requires approval) first passes the approval gate, for every caller.
+    when the experiment requires approval) first passes the approval gate, for every caller. Before that, the run's
+    settings are linted and the model is saved and reloaded as a checkpoint, so a save error blocks the launch.
 
     Raises:
         StateError: If the dataset has not been validated yet.
+        ConfigError: If the plan linter flags the run's settings; nothing was submitted.
+        CheckpointSaveError: If the model cannot be saved and reloaded as a checkpoint; nothing was submitted.
         ApprovalRejectedError: If the gate did not approve; nothing was submitted.
     """
     experiment = ctx.experiment
@@ -46,6 +50,7 @@ def submit_run(ctx: ExperimentContext) -> str:
         ctx.record("run_reattached", run_id=run.run_id, job_id=run.job_id)
         return f"Re-attached run {run.run_id} to its job {run.job_id}."
 
+    check_before_launch(ctx, run)
     approve_submission(ctx, run)
     config_path = Path(run.output_dir) / "run_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
