@@ -140,7 +140,9 @@ def test_console_approval_without_terminal_rejects(tmp_path):
     ("flags", "message"),
     [
         (["--backend", "hf-jobs"], "--hub-repo"),  # checkpoints need somewhere to go
-        (["--backend", "hf-jobs", "--hub-repo", "me/out", "--quick-test", "50"], "--no-quick-test"),  # not built yet
+        (["--backend", "hf-jobs", "--hub-repo", "me/out", "--quick-test", "0"], "positive number of rows"),
+        (["--backend", "hf-jobs", "--hub-repo", "me/out", "--quick-test", "5", "--no-quick-test"], "contradict"),
+        (["--quick-test", "50"], "--backend hf-jobs"),  # the local backend is free
     ],
 )
 def test_jobs_flags_checked_without_terminal(flags, message, tmp_path):
@@ -148,6 +150,23 @@ def test_jobs_flags_checked_without_terminal(flags, message, tmp_path):
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "samples"),
+    [
+        ([], 100),  # the default
+        (["--quick-test", "40"], 40),
+        (["--no-quick-test"], None),
+    ],
+)
+def test_quick_test_flags_set_plan(flags, samples, tmp_path, capsys):
+    argv = ["improve code solving", "--backend", "hf-jobs", "--hub-repo", "me/out", "--params", "600M", *flags]
+
+    status = main([*argv, "--plan-only", "--json", "--output-dir", str(tmp_path)])
+
+    assert status == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["quick_test_samples"] == samples
 
 
 def test_resume_unknown_experiment_fails(tmp_path, capsys):

@@ -32,7 +32,7 @@ Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
     progress.json      {step, max_steps, epoch, loss, learning_rate, elapsed_s, eta_s, tokens_seen} at each log.
     metrics.jsonl      every logged metric dict with its global step: a local copy that survives a tracker failure.
-    train_summary.json TRL's end-of-run metrics plus `final_loss`. TRL's `train_loss` is the mean over the run.
+    train_summary.json TRL's end-of-run metrics plus `final_loss` and `tokens_seen`. TRL's `train_loss` is the mean over the run.
     checkpoint-N/      checkpoints every save_steps.
     final/             the LoRA adapter (or the full model) and the tokenizer.
 
@@ -248,7 +248,12 @@ def train(config: dict) -> dict:
     final_dir = output_dir / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
-    summary = {**result.metrics, "global_step": result.global_step, "final_loss": progress.last_loss}
+    summary = {
+        **result.metrics,
+        "global_step": result.global_step,
+        "final_loss": progress.last_loss,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+    }
     _write_json_atomic(output_dir / "train_summary.json", summary)
     logger.info("Training summary (train_loss is the mean over the run): %s", json.dumps(summary))
     return summary

@@ -62,6 +62,8 @@ class ApprovalRequest(BaseModel):
     """Spent by finished runs."""
     committed_usd: float
     """Approved for runs still in flight."""
+    notes: list[str] = Field(default_factory=list)
+    """Context for the approver, one line each: what a quick test run checks, or what it measured."""
 
     @property
     def budget_left_usd(self) -> float | None:
@@ -89,6 +91,7 @@ class ApprovalRequest(BaseModel):
                 f"  timeout:        {self.timeout}",
                 f"  output repo:    {self.hub_repo or 'none'}",
                 f"  budget left:    {budget}",
+                *(f"  note:           {note}" for note in self.notes),
             ]
         )
 

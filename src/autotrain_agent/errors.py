@@ -85,3 +85,7 @@ class AdapterNotAppliedError(EvaluationError):
 
 class CheckpointSaveError(AutotrainError, RuntimeError):
     """A model could not be saved and reloaded as a checkpoint, so a run would fail at its first save."""
+
+
+class QuickTestFailedError(AutotrainError, RuntimeError):
+    """The quick test run before a paid full run failed, so the full run was not submitted."""

@@ -136,6 +136,22 @@ def estimate_job(plan: Plan, flavor: Flavor, *, num_parameters: int, num_rows: i
     )
 
 
+def flavor_tokens_per_s_ratio(target: Flavor, measured: Flavor) -> float | None:
+    """Return how much faster `target` trains than `measured`, by peak bf16 FLOP/s; `None` if either is unknown.
+
+    A quick test's throughput on `measured` times this ratio estimates the throughput on `target`, which keeps
+    the utilization that the quick test measured.
+    """
+    if target.name == measured.name:
+        return 1.0
+    peaks = [GPU_PEAK_BF16_TFLOPS.get(flavor.gpu_model or "") for flavor in (target, measured)]
+    if None in peaks or not target.gpu_count or not measured.gpu_count:
+        return None
+    target_gpus = 1 + (target.gpu_count - 1) * MULTI_GPU_EFFICIENCY
+    measured_gpus = 1 + (measured.gpu_count - 1) * MULTI_GPU_EFFICIENCY
+    return peaks[0] * target_gpus / (peaks[1] * measured_gpus)
+
+
 def choose_job_hardware(
     plan: Plan, *, cache_dir: Path, params_override: str | None = None, api: Any | None = None, refresh_prices: bool = False
 ) -> tuple[Flavor, MemoryEstimate, PriceTable]:

@@ -15,6 +15,7 @@ from .errors import ApprovalRejectedError, ConfigError
 from .estimate import estimate_job
 from .hardware import choose_flavor, load_price_table
 from .model_size import resolve_parameter_count
+from .quick_test_measurement import QuickTestMeasurement
 from .state import ApprovalRecord, Run
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,12 @@ def is_paid(backend) -> bool:
     return not getattr(backend, "is_free", False)
 
 
-def approve_submission(ctx: ExperimentContext, run: Run) -> None:
+def approve_submission(ctx: ExperimentContext, run: Run, *, quick_test: QuickTestMeasurement | None = None) -> None:
     """Ask for approval of `run` and record the answer; return only when the submission may go ahead.
 
     On approval the run's config carries the approved flavor and timeout, and `run.estimated_cost_usd` counts as
-    committed until the run ends.
+    committed until the run ends. A `quick_test` that measured its speed on a GPU replaces the throughput model
+    in the estimate, and its result is shown in the request.
 
     Raises:
         ApprovalRejectedError: If the budget is exceeded, no approver is set, or the approver does not approve.
@@ -42,7 +44,7 @@ def approve_submission(ctx: ExperimentContext, run: Run) -> None:
         return
 
     for _ in range(MAX_EDIT_ROUNDS):
-        request = build_request(ctx, run)
+        request = build_request(ctx, run, quick_test=quick_test)
         answer, approver = _review(ctx, request)
         if answer.action == "edit":
             try:
@@ -61,6 +63,22 @@ def approve_submission(ctx: ExperimentContext, run: Run) -> None:
         return
     _record(ctx, request, ApprovalDecision(action="reject", reason="too many edit rounds"), approver="system")
     raise ApprovalRejectedError(f"Submission of run {run.run_id} was edited {MAX_EDIT_ROUNDS} times without an approval; nothing was submitted.")
+
+
+def approve_request(ctx: ExperimentContext, request: ApprovalRequest) -> None:
+    """Ask for approval of a prepared `request` that cannot be edited, and record the answer.
+
+    An `e` answer counts as a rejection, because nothing in the request is open to change.
+
+    Raises:
+        ApprovalRejectedError: If the budget is exceeded, no approver is set, or the approver does not approve.
+    """
+    answer, approver = _review(ctx, request)
+    if answer.action == "edit":
+        answer = ApprovalDecision(action="reject", reason="this request cannot be edited; answer y or n")
+    _record(ctx, request, answer, approver=approver)
+    if answer.action != "approve":
+        raise ApprovalRejectedError(f"Submission of {request.run_id} was not approved: {answer.reason}. Nothing was submitted.")
 
 
 def _review(ctx: ExperimentContext, request: ApprovalRequest) -> tuple[ApprovalDecision, str]:
@@ -95,7 +113,7 @@ def _record(ctx: ExperimentContext, request: ApprovalRequest, answer: ApprovalDe
     ctx.record("approval", run_id=request.run_id, approved=approved, approver=approver)
 
 
-def build_request(ctx: ExperimentContext, run: Run) -> ApprovalRequest:
+def build_request(ctx: ExperimentContext, run: Run, *, quick_test: QuickTestMeasurement | None = None) -> ApprovalRequest:
     """Estimate `run` on the plan's flavor (or the cheapest that fits) and return the request to show."""
     experiment = ctx.experiment
     plan = experiment.plan
@@ -113,6 +131,7 @@ def build_request(ctx: ExperimentContext, run: Run) -> ApprovalRequest:
         budget_usd=experiment.budget_usd,
         spent_usd=experiment.spent_usd,
         committed_usd=experiment.committed_usd,
+        notes=[quick_test.describe()] if quick_test is not None else [],
     )
     if not is_paid(ctx.backend):
         return ApprovalRequest(
@@ -140,7 +159,8 @@ def build_request(ctx: ExperimentContext, run: Run) -> ApprovalRequest:
         )
         plan.hardware = flavor.name
         plan.reasons.append(reason)
-    estimate = estimate_job(plan, flavor, num_parameters=plan.num_parameters, num_rows=num_rows or 0)
+    tokens_per_s = quick_test.tokens_per_s_on(flavor, table) if quick_test is not None else None
+    estimate = estimate_job(plan, flavor, num_parameters=plan.num_parameters, num_rows=num_rows or 0, tokens_per_s=tokens_per_s)
     return ApprovalRequest(
         **common,
         num_parameters=plan.num_parameters,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..approval import BudgetApprover, ConsoleApprover
 from ..config import Settings
+from ..errors import ConfigError
+from ..quick_test import DEFAULT_QUICK_TEST_SAMPLES
 from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, make_plan
 from ..state import Plan, Stage, with_export_stage
 from . import EXIT_FAILED, EXIT_OK
@@ -48,7 +50,13 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--require-approval", action="store_true", help="ask for approval before local runs too")
     run.add_argument("--params", help="parameter count of the model, e.g. 7B or 135M, when it cannot be found")
     run.add_argument("--no-quick-test", action="store_true", help="submit the full paid run without a quick test first")
-    run.add_argument("--quick-test", type=int, metavar="N", help="samples of the quick test before a paid run (not built yet)")
+    run.add_argument(
+        "--quick-test",
+        type=int,
+        metavar="N",
+        help=f"rows of the quick test run before a paid run: a few steps that catch script, data and memory errors "
+        f"and measure the speed (default {DEFAULT_QUICK_TEST_SAMPLES})",
+    )
     add_unattended_arguments(run)
     run.add_argument(
         "--llm",
@@ -97,9 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ..llm import build_llm, parse_llm_spec
     from ..loop import ApprovalLimits, open_experiment
 
-    if args.quick_test is not None:
-        # TODO: run a quick test (N samples, cheapest flavor) before a paid full run and feed its speed into the estimate.
-        raise NotImplementedError("Quick test runs are not built yet; pass `--no-quick-test` or leave both flags out.")
+    check_quick_test_arguments(args)
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     plan, hub_reachable = plan_from_args(args, model=model)
@@ -200,7 +206,30 @@ def _size_for_jobs(plan: Plan, args: argparse.Namespace, settings: Settings, *, 
 
         api = HfApi()
     choose_job_hardware(plan, cache_dir=settings.cache_dir, params_override=args.params, api=api)
-    plan.reasons.append("no quick test: this version submits the full run after approval")
+    if args.no_quick_test:
+        plan.reasons.append("no quick test: --no-quick-test submits the full run after its approval")
+    else:
+        plan.quick_test_samples = args.quick_test or DEFAULT_QUICK_TEST_SAMPLES
+        plan.reasons.append(
+            f"quick test of {plan.quick_test_samples} rows before the full run, on this machine when the model fits "
+            f"there, else on the cheapest flavor after its own approval; its speed calibrates the estimate"
+        )
+
+
+def check_quick_test_arguments(args: argparse.Namespace) -> None:
+    """Raise if the quick test flags contradict each other or the backend.
+
+    Raises:
+        ConfigError: If `--quick-test` is not positive, is given with `--no-quick-test`, or without a paid backend.
+    """
+    if args.quick_test is None:
+        return
+    if args.quick_test <= 0:
+        raise ConfigError(f"`--quick-test` must be a positive number of rows, got {args.quick_test}.")
+    if args.no_quick_test:
+        raise ConfigError("`--quick-test` and `--no-quick-test` contradict each other; pass one of them.")
+    if args.backend != "hf-jobs":
+        raise ConfigError(f"`--quick-test` applies only to paid runs with `--backend hf-jobs`, got `--backend {args.backend}`.")
 
 
 def format_plan(experiment_id: str, plan: Plan) -> str:

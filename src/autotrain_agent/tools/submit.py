@@ -13,6 +13,7 @@ from ..errors import JobMismatchError, StateError
 from ..estimate import estimate_training_minutes
 from ..gate import approve_submission
 from ..prelaunch import check_before_launch
+from ..quick_test import run_quick_test
 from ..state import Failure, Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
@@ -27,12 +28,14 @@ def submit_run(ctx: ExperimentContext) -> str:
     was saved as pending (the agent stopped between saving and submitting) is first looked up on the backend by its
     run id, and re-attached if the backend has it. Every new submission to a paid backend (and to the local one
     when the experiment requires approval) first passes the approval gate, for every caller. Before that, the run's
-    settings are linted and the model is saved and reloaded as a checkpoint, so a save error blocks the launch.
+    settings are linted and the model is saved and reloaded as a checkpoint, so a save error blocks the launch. A
+    paid run whose plan has a quick test waits for it to pass, and its estimate uses the measured speed.
 
     Raises:
         StateError: If the dataset has not been validated yet.
         ConfigError: If the plan linter flags the run's settings; nothing was submitted.
         CheckpointSaveError: If the model cannot be saved and reloaded as a checkpoint; nothing was submitted.
+        QuickTestFailedError: If the quick test failed; the full run was not submitted.
         ApprovalRejectedError: If the gate did not approve; nothing was submitted.
     """
     experiment = ctx.experiment
@@ -51,7 +54,8 @@ def submit_run(ctx: ExperimentContext) -> str:
         return f"Re-attached run {run.run_id} to its job {run.job_id}."
 
     check_before_launch(ctx, run)
-    approve_submission(ctx, run)
+    quick_test = run_quick_test(ctx, run)
+    approve_submission(ctx, run, quick_test=quick_test)
     config_path = Path(run.output_dir) / "run_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(run.config, indent=2), encoding="utf-8")
