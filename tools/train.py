@@ -26,7 +26,8 @@ completion_only_loss (learn only the last assistant turn of each `messages` row)
 ("random", or "group_by_length" for less padding), num_threads (torch CPU threads; null uses OMP_NUM_THREADS,
 else one per two cores), hub_repo (push every checkpoint to this private Hub repository while training; null
 keeps them local) and init_adapter_path (a saved LoRA adapter to keep training, with a new schedule and a fresh
-optimizer; null starts a new adapter from `lora`).
+optimizer; null starts a new adapter from `lora`) and dataset_repo (a Hub dataset repository that holds
+dataset_path, downloaded with the job's HF_TOKEN; null reads dataset_path from this machine).
 
 Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
@@ -83,6 +84,7 @@ DEFAULTS = {
     "num_threads": None,
     "hub_repo": None,
     "init_adapter_path": None,
+    "dataset_repo": None,
 }
 
 
@@ -162,7 +164,7 @@ def load_run_config(path: Path) -> dict:
             raise RunConfigError(f"`{key}` must be a positive integer, got {config[key]!r}")
     if config["lora"] is not None:
         _check_lora(config["lora"])
-    if not Path(config["dataset_path"]).is_file():
+    if not config["dataset_repo"] and not Path(config["dataset_path"]).is_file():
         raise RunConfigError(f"`dataset_path` {config['dataset_path']!r} is not a file; write the JSONL dataset first")
     return config
 
@@ -188,7 +190,7 @@ def train(config: dict) -> dict:
     model = AutoModelForCausalLM.from_pretrained(
         config["model_path"], dtype=torch.float32 if use_cpu else torch.bfloat16
     )
-    dataset = load_dataset("json", data_files=str(config["dataset_path"]), split="train")
+    dataset = load_dataset("json", data_files=fetch_dataset_file(config), split="train")
     if config["completion_only_loss"]:
         dataset = _split_last_assistant_turn(dataset)
 
@@ -257,6 +259,15 @@ def train(config: dict) -> dict:
     _write_json_atomic(output_dir / "train_summary.json", summary)
     logger.info("Training summary (train_loss is the mean over the run): %s", json.dumps(summary))
     return summary
+
+
+def fetch_dataset_file(config: dict) -> str:
+    """Return the local path of the JSONL dataset, downloading it first when `dataset_repo` names a Hub repository."""
+    if not config["dataset_repo"]:
+        return str(config["dataset_path"])
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(repo_id=config["dataset_repo"], filename=config["dataset_path"], repo_type="dataset")
 
 
 def hub_push_arguments(hub_repo: str | None) -> dict:

@@ -129,13 +129,13 @@ def _quick_test_config(ctx: ExperimentContext, run: Run, *, quick_test_id: str, 
     written = _write_sample_rows(Path(experiment.dataset_path), rows_path, count=samples)
     effective_batch = run.config["per_device_train_batch_size"] * run.config["gradient_accumulation_steps"]
     steps = max(1, min(MAX_QUICK_TEST_STEPS, math.ceil(written / effective_batch)))
-    # The quick test saves one checkpoint, so a save error shows here too. It pushes nothing: the output
-    # repository receives only the full run's checkpoints.
+    # The quick test saves one checkpoint, so a save error shows here too. It pushes no checkpoint, because the
+    # output repository receives only the full run's, but a Jobs backend uploads its rows beside the full run's.
     return {
         **run.config,
         "run_id": quick_test_id,
         "dataset_path": str(rows_path),
-        "dataset_repo": run.config.get("dataset_repo") or _dataset_repo(run.config.get("hub_repo") or experiment.plan.hub_repo),
+        "dataset_upload_repo": _dataset_repo(run.config.get("hub_repo") or experiment.plan.hub_repo),
         "output_dir": str(folder / "output"),
         "max_steps": steps,
         "save_steps": steps,

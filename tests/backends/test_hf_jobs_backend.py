@@ -222,3 +222,75 @@ def test_submitted_script_pushes_checkpoints(jobs_backend, jobs_server, tmp_path
     assert arguments["hub_model_id"] == "me/out"
     assert arguments["hub_strategy"] == "every_save"  # each checkpoint leaves the job's disk as it is saved
     assert "**hub_push_arguments(config[\"hub_repo\"])" in shipped.read_text()
+
+
+def load_shipped_script(environment, tmp_path):
+    import base64
+    import importlib.util
+
+    shipped = tmp_path / "shipped_train.py"
+    shipped.write_bytes(base64.b64decode(environment[SCRIPT_ENV]))
+    spec = importlib.util.spec_from_file_location("shipped_train", shipped)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rows_config(tmp_path, **overrides):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    config = tmp_path / "run_config.json"
+    values = {"run_id": "run-1", "model_path": "m", "dataset_path": str(rows), "flavor": "l4x1", "timeout": "15m", "hub_repo": "me/out"}
+    config.write_text(json.dumps({**values, **overrides}))
+    return rows, config
+
+
+def test_submit_uploads_dataset_to_private_repo(jobs_backend, jobs_server, hub_server, tmp_path):
+    from autotrain_agent._resources import resource_dir
+
+    rows, config = write_rows_config(tmp_path)
+
+    job_id = jobs_backend.submit_job(run_id="run-1", script=resource_dir("tools") / "train.py", config_path=config, workdir=tmp_path)
+
+    remote = json.loads(jobs_server.jobs[job_id].spec["environment"][CONFIG_ENV])
+    assert hub_server.created == ["me/out-data"]
+    assert hub_server.create_requests[0]["type"] == "dataset"
+    assert hub_server.create_requests[0]["visibility"] == "private"
+    assert hub_server.files("me/out-data") == {"run-1/rows.jsonl": rows.read_bytes()}
+    assert remote["dataset_repo"] == "me/out-data"
+    assert remote["dataset_path"] == "run-1/rows.jsonl"
+
+
+def test_job_script_downloads_uploaded_dataset(jobs_backend, jobs_server, hub_server, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from autotrain_agent._resources import resource_dir
+
+    rows, config = write_rows_config(tmp_path)
+    job_id = jobs_backend.submit_job(run_id="run-1", script=resource_dir("tools") / "train.py", config_path=config, workdir=tmp_path)
+    environment = jobs_server.jobs[job_id].spec["environment"]
+    module = load_shipped_script(environment, tmp_path)
+    # The job reads HF_ENDPOINT when huggingface_hub is imported; here the URL template it builds is patched instead.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub_server.endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    remote = tmp_path / "remote_config.json"
+    remote.write_text(environment[CONFIG_ENV])
+
+    downloaded = module.fetch_dataset_file(module.load_run_config(remote))
+
+    assert open(downloaded, "rb").read() == rows.read_bytes()
+
+
+def test_local_dataset_without_repo_is_rejected(jobs_backend, jobs_server, tmp_path):
+    _, config = write_rows_config(tmp_path, hub_repo=None)
+
+    with pytest.raises(BackendError, match="--hub-repo"):
+        jobs_backend.submit_job(run_id="run-1", script=job_files_script(tmp_path), config_path=config, workdir=tmp_path)
+
+    assert jobs_server.count("create") == 0
+
+
+def job_files_script(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    return script

@@ -12,24 +12,8 @@ from conftest import FAKE_TOKEN
 from fake_jobs_server import JobBehavior
 
 from autotrain_agent.approval import CallbackApprover
-from autotrain_agent.config import Settings
-from autotrain_agent.loop import ApprovalLimits, open_experiment, run_experiment
-from autotrain_agent.recipes import PlanOverrides, make_plan
+from autotrain_agent.loop import run_experiment
 from autotrain_agent.state import Stage
-
-
-@pytest.fixture
-def paid_ctx(tmp_path, jobs_backend):
-    plan = make_plan("improve code solving", PlanOverrides(model="Qwen/Qwen3-0.6B", backend="hf-jobs", hub_repo="me/qwen3-code-sft"))
-    plan.num_parameters, plan.parameter_source = 600_000_000, "--params"
-    plan.stages = [Stage.PLAN, Stage.VALIDATE, Stage.EVALUATE_BASE, Stage.TRAIN, Stage.REPORT]
-    settings = Settings(output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", poll_interval_s=0.01, progress=False)
-    ctx, _ = open_experiment(plan, settings, backend=jobs_backend, limits=ApprovalLimits(budget_usd=5.0), echo=lambda line: None)
-    dataset = tmp_path / "rows.jsonl"
-    dataset.write_text('{"messages": []}\n' * 500)
-    ctx.experiment.dataset_path = str(dataset)
-    ctx.experiment.completed_stages += [Stage.PLAN, Stage.VALIDATE, Stage.EVALUATE_BASE]
-    return ctx
 
 
 def all_written_text(root) -> str:

@@ -56,10 +56,10 @@ REMOTE_OUTPUT_DIR = "/tmp/run"
 class HfJobsBackend:
     """Runs job scripts on Hugging Face Jobs.
 
+    The prepared dataset file on this machine is uploaded to a private Hub dataset repository before each job, and
+    the job downloads it from there.
+
     Limitations:
-        The job reads its dataset from `dataset_path` in the run config, a file on this machine that a
-        job on the real Hub cannot read, so `submit_job` raises `NotImplementedError` for huggingface.co until the
-        prepared dataset travels with the job. A fake Jobs server on a local endpoint accepts it.
         Checkpoints leave the job only through the `hub_repo` push and Trackio logs stay in the job, so
         `monitor_run` finds no local checkpoints or metrics for a Jobs run and evaluating one is not built yet.
     """
@@ -73,6 +73,7 @@ class HfJobsBackend:
         *,
         experiment_id: str,
         api: HfApi | None = None,
+        hub_api: HfApi | None = None,
         namespace: str | None = None,
         dependencies: list[str] | None = None,
         gpu_counts: dict[str, int] | None = None,
@@ -84,6 +85,7 @@ class HfJobsBackend:
         Args:
             experiment_id: Put on every job as a label.
             api: Client to use; its `endpoint` and `token` pick the server and account. Default `HfApi()`.
+            hub_api: Client for the dataset upload; default `api`.
             namespace: User or organization that owns the jobs; default the token's user (one `whoami` call).
             dependencies: Packages installed into the job; default the script's inline metadata dependencies.
             gpu_counts: GPUs per flavor name; flavors with more than one launch through `accelerate`.
@@ -92,6 +94,7 @@ class HfJobsBackend:
         """
         self.experiment_id = experiment_id
         self.api = api or HfApi()
+        self.hub_api = hub_api or self.api
         self._namespace = namespace
         self.dependencies = dependencies
         self.gpu_counts = gpu_counts or {}
@@ -124,17 +127,13 @@ class HfJobsBackend:
             JobsRequestError: For authentication, permission, quota or validation errors.
             JobMismatchError: If the created job does not match the request; the job is cancelled.
             BackendError: If transient errors outlast the retries.
-            NotImplementedError: If the dataset is a local file and the endpoint is the real Hub.
+            BackendError: If the dataset is a local file and the config names no `hub_repo` or `dataset_upload_repo`.
         """
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
         flavor, timeout = config.get("flavor"), config.get("timeout")
         if not flavor or not timeout:
             raise BackendError(f"Run {run_id!r} has no approved `flavor` and `timeout` in its config; submit it through `submit_run`.")
-        if self.api.endpoint.rstrip("/") == "https://huggingface.co" and Path(str(config["dataset_path"])).exists():
-            raise NotImplementedError(
-                "Jobs on the Hugging Face Hub cannot read the prepared dataset file on this machine yet; "
-                "use `--backend local`."
-            )
+        config.update(self._upload_dataset(config, run_id=run_id))
         job_env, secrets = self._job_environment(script, config, flavor, env)
         labels = {EXPERIMENT_LABEL: self.experiment_id, RUN_LABEL: run_id}
         dependencies = self.dependencies if self.dependencies is not None else read_script_dependencies(script)
@@ -158,6 +157,38 @@ class HfJobsBackend:
         logger.info("%s: submitted run %s as Jobs job %s on %s, timeout %s", self.experiment_id, run_id, job.id, flavor, timeout)
         self._check_created_job(job.id, flavor=flavor, timeout=timeout, secret_names=set(secrets))
         return job.id
+
+    def _upload_dataset(self, config: dict, *, run_id: str) -> dict:
+        """Upload the local prepared dataset to a private Hub dataset repository; return the job's dataset keys.
+
+        The repository is the config's `dataset_upload_repo`, else `<hub_repo>-data`. Each run's file goes to
+        `<run_id>/<file name>`, so a rerun never changes the rows of an earlier run. A `dataset_path` that is
+        no local file is passed to the job unchanged.
+        """
+        path = Path(str(config.get("dataset_path") or ""))
+        if not path.is_file():
+            return {}
+        hub_repo = config.get("hub_repo")
+        repo_id = config.get("dataset_upload_repo") or (f"{hub_repo}-data" if hub_repo else None)
+        if not repo_id:
+            raise BackendError(
+                f"Run {run_id!r} trains on the local file {str(path)!r}, which a Jobs machine cannot read, and its "
+                f"config names no Hub repository to upload it to; pass `--hub-repo`."
+            )
+        path_in_repo = f"{run_id}/{path.name}"
+        self._call(
+            f"create the dataset repository {repo_id}",
+            lambda: self.hub_api.create_repo(repo_id, repo_type="dataset", private=True, exist_ok=True),
+        )
+        self._call(
+            f"upload the dataset of run {run_id} to {repo_id}",
+            lambda: self.hub_api.upload_file(
+                path_or_fileobj=str(path), path_in_repo=path_in_repo, repo_id=repo_id, repo_type="dataset",
+                commit_message=f"Add the prepared dataset of run {run_id} ({self.experiment_id})",
+            ),
+        )
+        logger.info("%s: uploaded the dataset of run %s to the dataset repository %s", self.experiment_id, run_id, repo_id)
+        return {"dataset_repo": repo_id, "dataset_path": path_in_repo, "dataset_upload_repo": None}
 
     def _job_environment(self, script: Path, config: dict, flavor: str, env: dict[str, str] | None) -> tuple[dict, dict]:
         remote_config = {**config, "model_path": config.get("base_model") or config["model_path"], "output_dir": REMOTE_OUTPUT_DIR}
