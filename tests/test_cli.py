@@ -72,13 +72,6 @@ def test_status_without_experiments(tmp_path, capsys):
     assert "No experiments" in capsys.readouterr().out
 
 
-def test_status_of_unknown_experiment_fails(tmp_path, capsys):
-    status = main(["status", "nope", "--output-dir", str(tmp_path)])
-
-    assert status == 1
-    assert "No experiment 'nope'" in capsys.readouterr().err
-
-
 def test_help_names_units(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
@@ -172,8 +165,80 @@ def test_quick_test_flags_set_plan(flags, samples, tmp_path, capsys):
 def test_resume_unknown_experiment_fails(tmp_path, capsys):
     status = main(["resume", "no-such-experiment", "--output-dir", str(tmp_path)])
 
-    assert status != 0
+    assert status == 2
     assert "No saved experiment 'no-such-experiment'" in capsys.readouterr().err
+
+
+def test_status_unknown_experiment_lists_known(tmp_path, capsys):
+    from autotrain_agent.recipes import make_plan
+    from autotrain_agent.state import Experiment
+    from autotrain_agent.store import ExperimentStore
+
+    store = ExperimentStore(tmp_path / "training_runs")
+    store.save(Experiment(id="exp-known", goal="improve code solving", plan=make_plan("improve code solving")), event="created")
+
+    status = main(["status", "exp-typo", "--output-dir", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "No experiment 'exp-typo'" in err
+    assert "known experiments: exp-known" in err
+
+
+def test_error_under_json_is_json_object(tmp_path, capsys):
+    status = main(["status", "exp-typo", "--json", "--output-dir", str(tmp_path)])
+
+    document = json.loads(capsys.readouterr().out)
+    assert status == 2
+    assert "exp-typo" in document["error"]
+    assert document["type"] == "ExperimentNotFoundError"
+    assert "--help" in document["hint"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--plan-only", "--json", "improve code solving"],  # flags before the goal
+        ["--method", "sft", "improve code solving", "--plan-only", "--json"],
+        ["-v", "run", "improve code solving", "--plan-only", "--json"],  # verbosity before the subcommand
+    ],
+)
+def test_flags_before_goal_accepted(argv, tmp_path, capsys):
+    status = main([*argv, "--output-dir", str(tmp_path)])
+
+    assert status == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["method"] == "sft"
+
+
+def test_run_json_without_plan_only_rejected(tmp_path, capsys):
+    status = main(["improve code solving", "--json", "--output-dir", str(tmp_path)])
+
+    document = json.loads(capsys.readouterr().out)
+    assert status == 2
+    assert "--plan-only" in document["error"]
+    assert not (tmp_path / "training_runs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--rows", "--epochs", "--max-length", "--batch-size"])
+def test_estimate_rejects_non_positive_counts(flag, capsys):
+    status = main(["estimate", "--model", "Qwen/Qwen3-0.6B", "--dataset", "rows.jsonl", "--params", "0.6B", flag, "-5"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"`{flag}` must be a positive number, got -5" in err
+
+
+def test_help_lists_same_methods_everywhere(capsys):
+    from autotrain_agent.recipes import describe_methods
+
+    texts = {}
+    for command in ("run", "estimate", "validate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        texts[command] = " ".join(capsys.readouterr().out.split())
+
+    for command, text in texts.items():
+        assert f"training method: {describe_methods()}" in text, command
 
 
 def test_resume_rejects_invalid_policy_before_running(tmp_path, capsys):

@@ -36,7 +36,7 @@ def test_publish_unknown_experiment_names_known_ones(exported_experiment, tmp_pa
 
     status = main(["publish", "nope", "--repo", "me/x", "--output-dir", str(tmp_path)])
 
-    assert status == 1
+    assert status == 2  # an unknown id is invalid input, as in status and resume
     assert "known experiments: exp" in capsys.readouterr().err
 
 

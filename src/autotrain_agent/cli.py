@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 
@@ -15,27 +16,55 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status: 0 success, 1 failure, 2 invalid input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMAND_MODULES and not argv[0].startswith("-"):
-        argv.insert(0, "run")
+    argv = with_command(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     _configure_logging(args.verbose)
+    as_json = bool(getattr(args, "json", False))
     try:
         return args.handler(args)
     except (AutotrainError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(err, (ValueError, LookupError, NotImplementedError)) else EXIT_FAILED
+        usage = isinstance(err, (ValueError, LookupError, NotImplementedError))
+        hint = f"check the arguments; `autotrain-agent {args.command} --help` lists them" if usage else "rerun with -v to see the log"
+        _print_error(str(err), hint=hint, kind=type(err).__name__, as_json=as_json)
+        return EXIT_USAGE if usage else EXIT_FAILED
     except OSError as err:
         # A folder that cannot be created or written (a read-only disk, a path under /proc) is the user's to fix.
-        print(f"error: {err.strerror or err} for {err.filename!r}; choose a writable `--output-dir`.", file=sys.stderr)
+        message = f"{err.strerror or err} for {err.filename!r}"
+        _print_error(message, hint="choose a writable `--output-dir`", kind="OSError", as_json=as_json, text=f"{message}; choose a writable `--output-dir`.")
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: the state is saved; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """Return `argv` with its subcommand first: a goal or options without a subcommand mean `run`.
+
+    Options written before the subcommand belong to it, so `-v status` reads as `status -v` and
+    `--model M "goal"` as `run --model M "goal"`.
+    """
+    if not argv or argv[0] in ("-h", "--help") or argv[0] in COMMAND_MODULES:
+        return argv
+    if argv[0].startswith("-"):
+        for index, token in enumerate(argv):
+            if token in COMMAND_MODULES:
+                return [token, *argv[:index], *argv[index + 1 :]]
+    return ["run", *argv]
+
+
+def _print_error(message: str, *, hint: str, kind: str, as_json: bool, text: str | None = None) -> None:
+    """Print an error on stderr for a person, or as a JSON object on stdout when the command was given `--json`.
+
+    A person reads `text` (default `message`), which already names the fix. JSON readers get the `hint` apart.
+    """
+    if as_json:
+        print(json.dumps({"error": message, "type": kind, "hint": hint}))
+    else:
+        print(f"error: {text or message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,10 @@ class StateError(AutotrainError, RuntimeError):
     """The persisted experiment state is unreadable, locked or in the wrong stage."""
 
 
+class ExperimentNotFoundError(StateError, LookupError):
+    """No experiment with the requested id is saved under the output folder."""
+
+
 class ExperimentLockedError(StateError):
     """Another process holds the lock of this experiment."""
 

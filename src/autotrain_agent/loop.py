@@ -15,7 +15,7 @@ from .approval import Approver
 from .backends.local import LocalBackend
 from .config import Settings
 from .context import ExperimentContext
-from .errors import ConfigError, StateError
+from .errors import ConfigError, ExperimentNotFoundError
 from .estimate import estimate_minutes
 from .guarded_agent import DEFAULT_MAX_PARSE_RETRIES, DEFAULT_MAX_REPEATED_CALLS, GuardedAgent, StopReason
 from .planner import FINAL_ANSWER, RuleBasedPlanner, format_call_arguments, summarize
@@ -153,12 +153,12 @@ def load_saved_experiment(experiment_id: str, settings: Settings, *, echo=print)
     """Return the context of a saved experiment, for commands that act on it after its run (export, publish).
 
     Raises:
-        StateError: If no experiment with that id is saved under `settings.output_dir`.
+        ExperimentNotFoundError: If no experiment with that id is saved under `settings.output_dir`.
     """
     store = ExperimentStore(settings.runs_dir)
     if not store.exists(experiment_id):
         known = ", ".join(store.list_ids()) or "none"
-        raise StateError(f"No saved experiment {experiment_id!r} under {store.root}; known experiments: {known}. Check `--output-dir`.")
+        raise ExperimentNotFoundError(f"No saved experiment {experiment_id!r} under {store.root}; known experiments: {known}. Check `--output-dir`.")
     return open_saved_experiment(store.load(experiment_id), settings, echo=echo)
 
 

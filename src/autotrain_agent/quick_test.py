@@ -202,10 +202,12 @@ def _approve_paid_quick_test(ctx: ExperimentContext, config: dict) -> None:
         table, plan.num_parameters, method=plan.method, use_lora=plan.lora is not None,
         max_length=hp.max_length, per_device_batch_size=hp.per_device_train_batch_size,
     )
+
     quick_plan = plan.model_copy(deep=True)
     quick_plan.hyperparameters.max_steps = config["max_steps"]
     estimate = estimate_job(quick_plan, flavor, num_parameters=plan.num_parameters, num_rows=config["samples"])
     timeout_minutes = max(estimate.minutes * 1.5, MIN_PAID_TIMEOUT_MINUTES)
+
     request = ApprovalRequest(
         experiment_id=experiment.id,
         run_id=config["run_id"],
@@ -232,6 +234,7 @@ def _approve_paid_quick_test(ctx: ExperimentContext, config: dict) -> None:
             f"{training_tokens(quick_plan, num_rows=config['samples'])} tokens to train",
         ],
     )
+
     approve_request(ctx, request)
     config.update(flavor=flavor.name, timeout=request.timeout, usd_per_hour=flavor.usd_per_hour)
 

@@ -47,7 +47,7 @@ class QuickTestMeasurement(BaseModel):
     def tokens_per_s_on(self, flavor: Flavor, table: PriceTable) -> float | None:
         """Return the throughput to expect on `flavor`, scaled from the measured one; `None` when unusable.
 
-        A quick test on this machine's CPU says nothing about a GPU's speed, so only a quick test on a GPU flavor
+        A quick test on this machine's CPU does not predict a GPU's speed, so only a quick test on a GPU flavor
         calibrates the estimate.
         """
         if not self.succeeded or not self.tokens_per_s or self.backend == "local":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import get_args
 
 from .errors import ConfigError
 from .state import BenchmarkSpec, DatasetSpec, Hyperparameters, LoraSettings, Method, Plan
@@ -51,7 +52,9 @@ METHOD_KEYWORDS: dict[Method, tuple[str, ...]] = {
     "dpo": ("dpo", "preference"),
     "grpo": ("grpo", "reinforcement", " rl ", "reward"),
 }
+METHODS: tuple[Method, ...] = get_args(Method)
 SUPPORTED_METHODS: tuple[Method, ...] = ("sft",)
+"""Methods that the training job trains today; the rest of `METHODS` can be validated and estimated only."""
 # Defaults on Hugging Face Jobs: one epoch over the dataset, effective batch 16, sequences up to 2048 tokens.
 GPU_HYPERPARAMETERS = Hyperparameters(
     max_steps=None, per_device_train_batch_size=4, gradient_accumulation_steps=4, max_length=2048, save_steps=100
@@ -190,11 +193,21 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
     )
 
 
+def describe_methods() -> str:
+    """Return the training methods for help texts, such as `sft (dpo and grpo are planned)`."""
+    planned = [method for method in METHODS if method not in SUPPORTED_METHODS]
+    supported = ", ".join(SUPPORTED_METHODS)
+    if not planned:
+        return supported
+    verb = "is" if len(planned) == 1 else "are"
+    return f"{supported} ({' and '.join(planned)} {verb} planned)"
+
+
 def _choose_method(goal: str, override: str | None) -> tuple[Method, str]:
     if override is not None:
         method = override.lower()
         if method not in METHOD_KEYWORDS:
-            raise ConfigError(f"Unknown method {override!r}; use one of: sft, dpo, grpo.")
+            raise ConfigError(f"Unknown method {override!r}; use one of: {', '.join(METHODS)}.")
         reason = f"method {method.upper()}: set with --method"
     else:
         method, reason = detect_method(goal)

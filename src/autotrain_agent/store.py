@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ExperimentLockedError, StateError
+from .errors import ExperimentLockedError, ExperimentNotFoundError, StateError
 from .state import Experiment, utc_now
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,16 @@ class ExperimentStore:
         """Load the latest snapshot of an experiment.
 
         Raises:
-            StateError: If there is no snapshot or it does not parse.
+            ExperimentNotFoundError: If there is no snapshot.
+            StateError: If the snapshot does not parse.
         """
         path = self.folder(experiment_id) / "state.json"
         if not path.is_file():
             known = ", ".join(self.list_ids()) or "none"
-            raise StateError(f"No experiment {experiment_id!r} under {self.root}; known experiments: {known}.")
+            raise ExperimentNotFoundError(
+                f"No experiment {experiment_id!r} under {self.root}; known experiments: {known}. Check the id with "
+                f"`autotrain-agent status` and the folder with `--output-dir`."
+            )
         try:
             return Experiment.model_validate_json(path.read_text(encoding="utf-8"))
         except ValidationError as err:

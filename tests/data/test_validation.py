@@ -194,6 +194,20 @@ def test_token_lengths_reported_with_template():
     assert result.token_lengths["over_max_length"] == 1
 
 
+def test_rows_over_max_length_warned_with_count():
+    tokenizer = make_word_tokenizer()
+    tokenizer.chat_template = UNMARKED_TEMPLATE
+    rows = [{"messages": user_assistant("hello", "hi")}, {"messages": CONVERSATION}]
+
+    result = validate_dataset(rows, "sft", tokenizer=tokenizer, max_length=12)
+
+    warning = next(problem for problem in result.problems if problem.code == "over_max_length")
+    assert warning.severity == "warning"
+    assert warning.rows == [2]
+    assert "1 of 2 rows are longer than max_length=12" in warning.message
+    assert result.verdict == "ready"
+
+
 # --- examples end in one trainable EOS --------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..recipes import GPU_HYPERPARAMETERS
+from ..recipes import GPU_HYPERPARAMETERS, METHODS, describe_methods
 from . import EXIT_OK
 
 NAME = "estimate"
@@ -20,8 +20,8 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     )
     estimate.add_argument("--model", required=True, help="base model: Hub id or local folder")
     estimate.add_argument("--dataset", required=True, help="training data: Hub id or local JSONL file")
-    estimate.add_argument("--method", default="sft", choices=("sft", "dpo", "grpo"), help="training method (default sft)")
-    estimate.add_argument("--rows", type=int, help="training rows; counted from a local JSONL file when omitted")
+    estimate.add_argument("--method", default="sft", choices=METHODS, help=f"training method: {describe_methods()} (default sft)")
+    estimate.add_argument("--rows", type=int, help="training rows, a positive number; counted from a local JSONL file when omitted")
     estimate.add_argument("--params", help="parameter count, e.g. 7B or 135M, when the model's size cannot be found")
     estimate.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
     estimate.add_argument("--epochs", type=float, default=1.0, help="epochs over the dataset (default 1)")
@@ -42,6 +42,7 @@ def estimate_command(args: argparse.Namespace) -> int:
     from ..hub import is_hub_reachable
     from ..state import DatasetSpec, LoraSettings, Plan
 
+    check_estimate_arguments(args)
     num_rows = args.rows if args.rows is not None else count_rows(args.dataset)
     plan = Plan(
         goal="estimate",
@@ -87,6 +88,17 @@ def estimate_command(args: argparse.Namespace) -> int:
     else:
         print(format_estimate(result))
     return EXIT_OK
+
+
+def check_estimate_arguments(args: argparse.Namespace) -> None:
+    """Raise if a count or size flag is not positive.
+
+    Raises:
+        ConfigError: Naming the flag and the value received.
+    """
+    for flag, value in (("--rows", args.rows), ("--epochs", args.epochs), ("--max-length", args.max_length), ("--batch-size", args.batch_size)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"`{flag}` must be a positive number, got {value:g}.")
 
 
 def count_rows(dataset: str) -> int:

@@ -10,7 +10,7 @@ from ..approval import BudgetApprover, ConsoleApprover
 from ..config import Settings
 from ..errors import ConfigError
 from ..quick_test import DEFAULT_QUICK_TEST_SAMPLES
-from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, make_plan
+from ..recipes import DEFAULT_CPU_EVAL_LIMIT, DEFAULT_MODEL, PlanOverrides, describe_methods, make_plan
 from ..state import Plan, Stage, with_export_stage
 from . import EXIT_FAILED, EXIT_OK
 
@@ -25,7 +25,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--dataset", help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder")
     run.add_argument("--dataset-config", help="Hub dataset configuration name")
     run.add_argument("--map", dest="mapping", help="rename dataset columns before validation and training, source=target pairs: question=prompt,answer=completion")
-    run.add_argument("--method", help="training method: sft (dpo and grpo are planned)")
+    run.add_argument("--method", help=f"training method: {describe_methods()}")
     run.add_argument("--benchmark", help="benchmark: humaneval")
     run.add_argument("--max-steps", type=int, help="optimizer steps of the training run (default 30)")
     run.add_argument(
@@ -40,7 +40,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
     run.add_argument("--plan-only", action="store_true", help="print the plan and stop")
-    run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
+    run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON (rejected without --plan-only)")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--backend", choices=("local", "hf-jobs"), default="local", help="where training runs: this machine (free, default) or Hugging Face Jobs (paid)")
@@ -105,7 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ..llm import build_llm, parse_llm_spec
     from ..loop import ApprovalLimits, open_experiment
 
-    check_quick_test_arguments(args)
+    check_run_arguments(args)
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     plan, hub_reachable = plan_from_args(args, model=model)
@@ -216,12 +216,18 @@ def _size_for_jobs(plan: Plan, args: argparse.Namespace, settings: Settings, *, 
         )
 
 
-def check_quick_test_arguments(args: argparse.Namespace) -> None:
-    """Raise if the quick test flags contradict each other or the backend.
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """Raise if flags contradict each other: `--json` without `--plan-only`, or the quick test flags.
 
     Raises:
-        ConfigError: If `--quick-test` is not positive, is given with `--no-quick-test`, or without a paid backend.
+        ConfigError: If `--json` is given without `--plan-only`, or `--quick-test` is not positive, is given with
+            `--no-quick-test`, or without a paid backend.
     """
+    if args.json and not args.plan_only:
+        raise ConfigError(
+            "`--json` prints the plan and applies only with `--plan-only`; for the state of a running or finished "
+            "experiment, run `autotrain-agent status EXPERIMENT --json`."
+        )
     if args.quick_test is None:
         return
     if args.quick_test <= 0:

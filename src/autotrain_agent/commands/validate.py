@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 
+from ..recipes import METHODS as TRAINING_METHODS
+from ..recipes import describe_methods
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 NAME = "validate"
-METHODS = ("sft", "dpo", "grpo", "kto")
+# KTO data can be checked, though no plan trains with KTO.
+METHODS = (*TRAINING_METHODS, "kto")
 DEFAULT_SAMPLE_SIZE = 1000
 SHOWN_PROBLEMS = 20
 """Problems printed in the human output; `--json` lists every one."""
@@ -23,7 +26,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
         "Exit status: 0 ready, 1 not ready, 2 invalid input.",
     )
     validate.add_argument("dataset", help="Hub dataset id or local JSONL/JSON/CSV/Parquet/Arrow file or folder")
-    validate.add_argument("--method", required=True, help=f"training method: {', '.join(METHODS)}")
+    validate.add_argument("--method", required=True, help=f"training method: {describe_methods()}; kto data can be checked too")
     validate.add_argument("--model", help="model whose tokenizer measures token lengths and renders chat rows: Hub id or local folder")
     validate.add_argument("--max-length", type=int, help="sequence length of training, in tokens (needs --model)")
     validate.add_argument("--map", dest="mapping", help="column renames applied first, source=target pairs: good=chosen,bad=rejected")

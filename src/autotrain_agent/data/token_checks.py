@@ -102,8 +102,23 @@ def check_with_tokenizer(
         rows, row_numbers, measured = _apply_truncation(rows, row_numbers, measured, result, tokenizer=tokenizer,
                                                         max_length=max_length, truncation=truncation)
     if measured:
-        result.token_lengths = summarize_lengths([len(m["input_ids"]) for m in measured], max_length=max_length)
+        lengths = [len(m["input_ids"]) for m in measured]
+        result.token_lengths = summarize_lengths(lengths, max_length=max_length)
+        if max_length is not None:
+            _report_truncated_rows(lengths, row_numbers, result, max_length=max_length)
     return rows, row_numbers
+
+
+def _report_truncated_rows(lengths: list[int], row_numbers: list[int], result, *, max_length: int) -> None:
+    """Add a warning that counts the rows training will truncate to `max_length`; they stay in the dataset."""
+    over = [number for number, length in zip(row_numbers, lengths) if length > max_length]
+    if not over:
+        return
+    logger.warning("%d of %d rows are longer than max_length=%d tokens and will be truncated", len(over), len(lengths), max_length)
+    result.problems.append(Problem(code="over_max_length", rows=over, severity="warning", message=(
+        f"{len(over)} of {len(lengths)} rows are longer than max_length={max_length} tokens (the longest has "
+        f"{max(lengths)}); training truncates them and loses their ends. Raise `max_length` or shorten those rows."
+    )))
 
 
 def _choose_template(rows, result, *, tokenizer, chat_template: str | None) -> str | None:

@@ -78,6 +78,7 @@ while time.monotonic() < deadline:
 _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
 _INTERPRETER_FLAGS = ("-I", "-S")
 _FORK_SERVER_LOCK = threading.Lock()
+_INTERPRETER_LOCK = threading.Lock()
 
 Outcome = Literal["passed", "failed", "timed_out", "error"]
 
@@ -142,9 +143,10 @@ def is_privileged() -> bool:
     return os.geteuid() == 0
 
 
-@functools.cache
 def find_interpreter() -> str:
     """Return the first Python interpreter whose standard library a sandbox uid can import.
+
+    The search runs once per process, and its warning is logged once, whichever thread asks first.
 
     A virtual environment or pyenv build under a 0700 home folder is unreadable once the child drops root, so
     the search goes on to the base interpreter and `/usr/bin/python3`. Without root this is `sys.executable`.
@@ -152,6 +154,13 @@ def find_interpreter() -> str:
     Raises:
         EvaluationError: If no interpreter works for an unprivileged uid.
     """
+    # functools.cache alone lets two threads run the search, and log its warning, at the same time.
+    with _INTERPRETER_LOCK:
+        return _search_interpreter()
+
+
+@functools.cache
+def _search_interpreter() -> str:
     if not is_privileged():
         return sys.executable
 

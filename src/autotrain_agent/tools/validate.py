@@ -70,10 +70,17 @@ def validate_dataset(ctx: ExperimentContext) -> str:
                kept=len(result.prepared_rows), dropped=result.num_rejected)
     ctx.complete_stage(Stage.VALIDATE)
     lengths = result.token_lengths or {}
+    truncated = lengths.get("over_max_length") or 0
+    if truncated:
+        experiment.warnings.append(
+            f"{truncated} of {lengths['count']} rows are longer than max_length={plan.hyperparameters.max_length} "
+            f"tokens and are truncated in training."
+        )
     summary = (
         f"Dataset ready for {plan.method.upper()}: {len(result.prepared_rows)} of {result.num_checked} rows kept, "
         f"format {result.detected_format}"
         + (f", tokens median {lengths.get('median')} / max {lengths.get('max')}" if lengths else "")
+        + (f", {truncated} rows over max_length={plan.hyperparameters.max_length} tokens truncated (warning)" if truncated else "")
         + "".join(f". {conversion}" for conversion in result.conversions)
         + f". Model files at {model}."
     )
