@@ -387,11 +387,30 @@ def test_extend_verdict_config_starts_from_adapter(tmp_path):
     assert changes["optimizer_state"] == "reset"
 
 
-def test_unimplemented_action_rejected_at_load():
-    rule = {"name": "export-early", "when": [{"signal": "step", "above": 1}], "action": "export"}
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"phase": "running", "action": "export"}, "field `phase` must be `end`"),
+        ({"action": "pick_best_checkpoint"}, "field `phase` must be `end`"),  # `any` includes running
+        ({"phase": "end", "action": "evaluate_checkpoint"}, "needs `step`"),
+        ({"phase": "end", "action": {"type": "pick_best_checkpoint", "metric": "bleu"}}, "ranked by"),
+    ],
+)
+def test_result_actions_checked_at_load(rule, message):
+    raw = {"name": "act-early", "when": [{"signal": "step", "above": 1}], **rule}
 
-    with pytest.raises(PolicyError, match=r"rule 'export-early'.*`export` is not implemented"):
-        parse_policy({"rules": [rule]})
+    with pytest.raises(PolicyError, match=rf"rule 'act-early'.*{message}"):
+        parse_policy({"rules": [raw]})
+
+
+def test_result_actions_load_in_end_phase():
+    actions = ["export", {"type": "pick_best_checkpoint", "metric": "pass@1"}, {"type": "evaluate_checkpoint", "step": 20}]
+    rules = [{"name": f"rule-{index}", "phase": "end", "when": [{"signal": "step", "above": 1}], "action": action}
+             for index, action in enumerate(actions)]
+
+    policy = parse_policy({"rules": rules})
+
+    assert [rule.action.type for rule in policy.rules] == ["export", "pick_best_checkpoint", "evaluate_checkpoint"]
 
 
 def test_carried_extremes_match_fresh_evaluation():

@@ -312,3 +312,54 @@ def test_failed_tracker_writes_keep_local_copy(tmp_path, monkeypatch, error):
     assert run.metrics_summary["steps"] == 20
     assert any("Trackio holds 0 of the 20 loss points" in warning for warning in ctx.experiment.warnings)
     assert "**Metrics degraded:**" in render_report(ctx.experiment)
+
+
+def finished_run_with_rule(tmp_path, action):
+    backend = ScriptedBackend(["succeeded"])
+    ctx = make_ctx(tmp_path, backend)
+    rules = tmp_path / "result-rule.yaml"
+    rules.write_text(json.dumps({"rules": [{"name": "act-on-result", "phase": "end", "when": [{"signal": "step", "at_least": 0}], "action": action}]}))
+    ctx.experiment.policy_files = [str(rules)]
+    run = ctx.experiment.latest_run
+    for name in ("checkpoint-2", "checkpoint-4", "final"):
+        (tmp_path / "training_runs" / "exp" / "run-1" / name).mkdir(parents=True)
+    monitor_run(ctx, "run-1")
+    return ctx, run
+
+
+def test_export_verdict_adds_export_stage(tmp_path):
+    ctx, run = finished_run_with_rule(tmp_path, "export")
+
+    assert run.verdict.action == "export"
+    assert run.verdict.applied
+    assert Stage.EXPORT in ctx.experiment.plan.stages
+    assert Stage.TRAIN in ctx.experiment.completed_stages
+
+
+def test_pick_best_verdict_scores_every_checkpoint(tmp_path):
+    from autotrain_agent.tools.evaluate import _checkpoints_to_score
+
+    ctx, run = finished_run_with_rule(tmp_path, {"type": "pick_best_checkpoint", "metric": "pass@1"})
+
+    scored = _checkpoints_to_score(ctx, run)
+    assert ctx.experiment.plan.checkpoints_to_evaluate == "all"
+    assert [checkpoint.step for checkpoint in scored] == [2, 4]  # checkpoint-4 is the final one
+    assert scored[-1] is run.checkpoints[-1]
+
+
+def test_evaluate_checkpoint_verdict_adds_that_step(tmp_path):
+    from autotrain_agent.tools.evaluate import _checkpoints_to_score
+
+    ctx, run = finished_run_with_rule(tmp_path, {"type": "evaluate_checkpoint", "step": 2})
+
+    scored = _checkpoints_to_score(ctx, run)
+    assert [checkpoint.step for checkpoint in scored] == [2, 4]
+    assert scored[-1] is run.checkpoints[-1]
+    assert ctx.experiment.warnings == []
+
+
+def test_evaluate_missing_checkpoint_warns(tmp_path):
+    ctx, run = finished_run_with_rule(tmp_path, {"type": "evaluate_checkpoint", "step": 3})
+
+    assert "step 3" in ctx.experiment.warnings[-1]
+    assert run.verdict.applied

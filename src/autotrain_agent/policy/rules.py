@@ -51,9 +51,10 @@ ACTION_PARAMETERS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "export": {},
 }
 """Each action's optional parameters and their types."""
-# TODO: act on these in the planner (score a chosen checkpoint, keep the best one, export GGUF); until then a
-# rule file that uses them is rejected at load.
-NOT_IMPLEMENTED_ACTIONS = frozenset({"evaluate_checkpoint", "pick_best_checkpoint", "export"})
+RESULT_ACTIONS = frozenset({"evaluate_checkpoint", "pick_best_checkpoint", "export"})
+"""Actions on the checkpoints of a finished run; a rule may use them only in the `end` phase."""
+# Checkpoints are ranked by the plan's benchmark score, HumanEval pass@1, with the evaluation loss breaking ties.
+PICK_METRICS = ("pass@1",)
 
 
 @dataclass(frozen=True)
@@ -246,10 +247,16 @@ def _parse_rule(raw: dict, where: str) -> Rule | None:
         raise PolicyError(f"{where}: field `when` is missing; give a list of comparisons.")
     if "action" not in raw:
         raise PolicyError(f"{where}: field `action` is missing; use one of {list(ACTION_PARAMETERS)}.")
+    action = _parse_action(raw["action"], where)
+    if action.type in RESULT_ACTIONS and phase != "end":
+        raise PolicyError(
+            f"{where}: action `{action.type}` acts on the checkpoints of a finished run, so field `phase` must be "
+            f"`end`, got {phase!r}."
+        )
     return Rule(
         name=raw["name"],
         when=_parse_condition(raw["when"], where, "when"),
-        action=_parse_action(raw["action"], where),
+        action=action,
         phase=phase,
         max_times=max_times,
         description=str(raw.get("description", "")),
@@ -325,11 +332,6 @@ def _parse_action(raw: Any, where: str) -> Action:
     if not isinstance(raw, dict) or raw.get("type") not in ACTION_PARAMETERS:
         kind = raw.get("type") if isinstance(raw, dict) else raw
         raise PolicyError(f"{where}: field `action.type` is {kind!r}; use one of {list(ACTION_PARAMETERS)}.")
-    if raw["type"] in NOT_IMPLEMENTED_ACTIONS:
-        raise PolicyError(
-            f"{where}: action `{raw['type']}` is not implemented yet; use `stop` with `evaluate: true` to score the "
-            f"last checkpoint instead."
-        )
     allowed = ACTION_PARAMETERS[raw["type"]]
     parameters = {}
     for key, value in raw.items():
@@ -344,6 +346,10 @@ def _parse_action(raw: Any, where: str) -> Action:
         parameters[key] = value
     if raw["type"] == "extend" and not parameters:
         raise PolicyError(f"{where}: action `extend` needs `steps` or `steps_fraction`.")
+    if raw["type"] == "evaluate_checkpoint" and "step" not in parameters:
+        raise PolicyError(f"{where}: action `evaluate_checkpoint` needs `step`, the global step of the checkpoint to score.")
+    if raw["type"] == "pick_best_checkpoint" and parameters.get("metric", PICK_METRICS[0]) not in PICK_METRICS:
+        raise PolicyError(f"{where}: field `action.metric` is {parameters['metric']!r}; checkpoints are ranked by {list(PICK_METRICS)}.")
     if raw["type"] == "resubmit" and not parameters:
         raise PolicyError(f"{where}: action `resubmit` needs at least one change, e.g. `learning_rate_factor: 0.1`.")
     return Action(raw["type"], parameters)

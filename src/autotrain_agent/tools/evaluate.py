@@ -56,8 +56,15 @@ def _run_to_score(ctx: ExperimentContext, target: str) -> Run:
 
 
 def _checkpoints_to_score(ctx: ExperimentContext, run: Run) -> list[Checkpoint]:
-    """Return the final checkpoint, plus with `all` every earlier one saved at a different step, oldest first."""
+    """Return the final checkpoint, plus with `all` every earlier one saved at a different step, oldest first.
+
+    An `evaluate_checkpoint` verdict adds the checkpoint at its step to the final one.
+    """
     final = run.checkpoints[-1]
+    verdict = run.verdict
+    if verdict is not None and verdict.action == "evaluate_checkpoint" and ctx.experiment.plan.checkpoints_to_evaluate == "final":
+        chosen = [c for c in run.checkpoints[:-1] if c.step == verdict.parameters.get("step") and c.step != final.step]
+        return [*chosen[-1:], final]
     if ctx.experiment.plan.checkpoints_to_evaluate == "final":
         return [final]
     earlier = [checkpoint for checkpoint in run.checkpoints[:-1] if checkpoint.step != final.step]

@@ -17,6 +17,7 @@ from ..context import ExperimentContext
 from ..errors import BackendError
 from ..notify import notify
 from ..policy import Observation, Policy, Verdict, classify_failure_phase, load_policy
+from ..policy.result_actions import apply_result_action
 from ..state import Checkpoint, Failure, PolicyVerdict, Run, Stage, utc_now
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def monitor_run(ctx: ExperimentContext, run_id: str) -> str:
     # The end verdict and the job's outcome are saved together, so a restarted agent never loads one without the other.
     if run.verdict is None:
         watcher.evaluate(phase="end", job_state=run.status)
+    apply_result_action(ctx, run)
     ctx.record(f"run_{run.status}", run_id=run.run_id, kind=run.failure.kind if run.failure else None)
     return _finish(ctx, run)
 
