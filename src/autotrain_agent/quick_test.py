@@ -65,11 +65,20 @@ def run_quick_test(ctx: ExperimentContext, run: Run, *, local_backend=None) -> Q
     quick_test_id = f"{run.run_id}-quick-test" + (f"-{attempt}" if attempt > 1 else "")
     folder = ctx.folder / QUICK_TEST_FOLDER / quick_test_id
     config = _quick_test_config(ctx, run, quick_test_id=quick_test_id, folder=folder)
-    backend = _choose_backend(ctx, config, local_backend=local_backend)
-    job_id, submitted_s = _submit_or_reattach(ctx, backend, config, folder=folder)
+    runs_locally = _fits_locally(ctx, config)
+    backend = _local_backend(ctx, local_backend) if runs_locally else ctx.backend
+    # A job that a stopped agent started is re-attached before anything is approved, so it is never paid twice.
+    job_id, config = _find_started_job(ctx, backend, config, folder=folder)
+    if job_id is None:
+        if runs_locally:
+            ctx.decide(by="system", action=f"quick test {quick_test_id} on this machine", reason="the model is a local folder that trains a few steps on this CPU")
+        else:
+            _approve_paid_quick_test(ctx, config)
+        job_id = _submit(ctx, backend, config, folder=folder)
+    started_s = time.monotonic()
 
     status = _wait_for_job(ctx, backend, job_id, timeout_s=_timeout_s(config))
-    elapsed_minutes = (time.monotonic() - submitted_s) / 60
+    elapsed_minutes = (time.monotonic() - started_s) / 60
     measurement = QuickTestMeasurement(
         run_id=run.run_id,
         quick_test_id=quick_test_id,
@@ -164,21 +173,12 @@ def _write_sample_rows(source: Path, target: Path, *, count: int) -> int:
     return written
 
 
-def _choose_backend(ctx: ExperimentContext, config: dict, *, local_backend=None):
-    """Return the local backend when the model trains a few steps there; else approve a paid flavor and return it.
-
-    Raises:
-        ApprovalRejectedError: If the paid quick test is not approved.
-    """
-    if _fits_locally(ctx, config):
-        if local_backend is None:
-            from .backends.local import LocalBackend
-
-            local_backend = LocalBackend(ctx.folder / QUICK_TEST_FOLDER / "jobs")
-        ctx.decide(by="system", action=f"quick test {config['run_id']} on this machine", reason="the model is a local folder that trains a few steps on this CPU")
+def _local_backend(ctx: ExperimentContext, local_backend=None):
+    if local_backend is not None:
         return local_backend
-    _approve_paid_quick_test(ctx, config)
-    return ctx.backend
+    from .backends.local import LocalBackend
+
+    return LocalBackend(ctx.folder / QUICK_TEST_FOLDER / "jobs")
 
 
 def _fits_locally(ctx: ExperimentContext, config: dict) -> bool:
@@ -239,20 +239,32 @@ def _approve_paid_quick_test(ctx: ExperimentContext, config: dict) -> None:
     config.update(flavor=flavor.name, timeout=request.timeout, usd_per_hour=flavor.usd_per_hour)
 
 
-def _submit_or_reattach(ctx: ExperimentContext, backend, config: dict, *, folder: Path) -> tuple[str, float]:
-    """Return the quick test's job id, re-attaching to a job that a stopped agent started, and the start time."""
+def _find_started_job(ctx: ExperimentContext, backend, config: dict, *, folder: Path) -> tuple[str | None, dict]:
+    """Return the job that a stopped agent started for this quick test, with the config it was submitted with.
+
+    Returns `None` and `config` unchanged when the backend has no such job.
+    """
+    existing = backend.find_jobs(run_id=config["run_id"])
+    if not existing:
+        return None, config
+    try:
+        config = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logger.warning("%s: quick test %s has no readable saved config; its cost is not counted", ctx.experiment.id, config["run_id"])
+    ctx.record("quick_test_reattached", run_id=config["run_id"], job_id=existing[-1])
+    return existing[-1], config
+
+
+def _submit(ctx: ExperimentContext, backend, config: dict, *, folder: Path) -> str:
+    """Write the quick test's config and submit its job; return the job id."""
     quick_test_id = config["run_id"]
-    existing = backend.find_jobs(run_id=quick_test_id)
-    if existing:
-        ctx.record("quick_test_reattached", run_id=quick_test_id, job_id=existing[-1])
-        return existing[-1], time.monotonic()
     config_path = folder / "run_config.json"
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     job_id = backend.submit_job(run_id=quick_test_id, script=resource_dir("tools") / "train.py", config_path=config_path, workdir=folder)
     logger.info("%s: submitted quick test %s as %s job %s", ctx.experiment.id, quick_test_id, backend.name, job_id)
     ctx.record("quick_test_submitted", run_id=quick_test_id, job_id=job_id, backend=backend.name)
     ctx.echo(f"Quick test {quick_test_id}: {config['samples']} samples, {config['max_steps']} steps, {backend.name} job {job_id}.")
-    return job_id, time.monotonic()
+    return job_id
 
 
 def _timeout_s(config: dict) -> float:

@@ -5,6 +5,7 @@ import json
 import pytest
 from fake_jobs_server import JobBehavior
 
+from autotrain_agent import quick_test
 from autotrain_agent.approval import CallbackApprover
 from autotrain_agent.errors import ApprovalRejectedError, QuickTestFailedError
 from autotrain_agent.estimate import estimate_job
@@ -156,3 +157,22 @@ def test_small_local_model_tested_on_this_machine(quick_ctx, jobs_server, tmp_pa
     assert measurement.tokens_per_s > 0
     assert created_run_ids(jobs_server) == ["run-1"]
     assert [record.run_id for record in quick_ctx.experiment.approvals] == ["run-1"]
+
+
+def test_started_quick_test_reattached_without_approval(quick_ctx, jobs_server):
+    jobs_server.next_behavior = JobBehavior(stages=["RUNNING", "COMPLETED"])
+
+    def stop_while_waiting(ctx, backend, job_id, *, timeout_s):
+        raise KeyboardInterrupt  # the agent stops while the quick test runs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quick_test, "_wait_for_job", stop_while_waiting)
+        with pytest.raises(KeyboardInterrupt):
+            submit_run(quick_ctx)
+    approvals = len(quick_ctx.experiment.approvals)
+
+    submit_run(quick_ctx)
+
+    assert created_run_ids(jobs_server) == ["run-1-quick-test", "run-1"]
+    assert [record.run_id for record in quick_ctx.experiment.approvals[approvals:]] == ["run-1"]
+    assert load_measurement(quick_ctx).job_id == "job0001"
