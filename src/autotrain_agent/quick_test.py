@@ -75,13 +75,26 @@ def run_quick_test(ctx: ExperimentContext, run: Run, *, local_backend=None) -> Q
         else:
             _approve_paid_quick_test(ctx, config)
         job_id = _submit(ctx, backend, config, folder=folder)
-    started_s = time.monotonic()
 
+    measurement, status = _follow(ctx, backend, job_id, config, run=run, attempt=attempt)
+    _record(ctx, measurement)
+    if not measurement.succeeded:
+        raise QuickTestFailedError(
+            f"The quick test of run {run.run_id} ({measurement.samples} samples, {measurement.steps} steps, job "
+            f"{job_id} on {measurement.flavor}) ended {status.stage}: {status.message or 'no error line'}. The full run "
+            f"was not submitted; fix the data or settings and run again, or pass `--no-quick-test`."
+        )
+    return measurement
+
+
+def _follow(ctx: ExperimentContext, backend, job_id: str, config: dict, *, run: Run, attempt: int):
+    """Wait for the quick test's job to end; return its measurement and final status."""
+    started_s = time.monotonic()
     status = _wait_for_job(ctx, backend, job_id, timeout_s=_timeout_s(config))
     elapsed_minutes = (time.monotonic() - started_s) / 60
     measurement = QuickTestMeasurement(
         run_id=run.run_id,
-        quick_test_id=quick_test_id,
+        quick_test_id=config["run_id"],
         attempt=attempt,
         job_id=job_id,
         backend=backend.name,
@@ -93,14 +106,7 @@ def run_quick_test(ctx: ExperimentContext, run: Run, *, local_backend=None) -> Q
         message=status.message,
         cost_usd=round(elapsed_minutes / 60 * config.get("usd_per_hour", 0.0), 2),
     )
-    _record(ctx, measurement)
-    if not measurement.succeeded:
-        raise QuickTestFailedError(
-            f"The quick test of run {run.run_id} ({measurement.samples} samples, {measurement.steps} steps, job "
-            f"{job_id} on {measurement.flavor}) ended {status.stage}: {status.message or 'no error line'}. The full run "
-            f"was not submitted; fix the data or settings and run again, or pass `--no-quick-test`."
-        )
-    return measurement
+    return measurement, status
 
 
 def load_measurement(ctx: ExperimentContext) -> QuickTestMeasurement | None:
