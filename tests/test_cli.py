@@ -195,6 +195,17 @@ def test_error_under_json_is_json_object(tmp_path, capsys):
     assert "--help" in document["hint"]
 
 
+def test_usage_error_under_json_is_json_object(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["estimate", "--dataset", "rows.jsonl", "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert exit_info.value.code == 2
+    assert "--model" in document["error"]
+    assert document["type"] == "UsageError"
+    assert "autotrain-agent estimate --help" in document["hint"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -218,6 +218,7 @@ def test_nonfinite_rule_stops_at_step_five_only():
     ]
 
     assert verdicts[:4] == [None] * 4
+    assert verdicts[4].rule == "stop-on-nan"
     assert verdicts[4].action.type == "stop"
     assert verdicts[4].step == 5
     assert verdicts[4].evidence == {"nonfinite_streak(metric=loss) at_least 3": 3}

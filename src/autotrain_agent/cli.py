@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status: 0 success, 1 failure, 2 invalid input."""
     argv = with_command(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = build_parser(json_errors="--json" in argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -67,9 +67,33 @@ def _print_error(message: str, *, hint: str, kind: str, as_json: bool, text: str
         print(f"error: {text or message}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every subcommand of `COMMAND_MODULES` registered."""
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that prints its usage errors as JSON objects when `json_errors` is set."""
+
+    def __init__(self, *args, json_errors: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def add_subparsers(self, **kwargs):
+        # Subcommand parsers are created through `parser_class`, so they inherit the error format here.
+        kwargs.setdefault("parser_class", lambda **options: _Parser(json_errors=self.json_errors, **options))
+        return super().add_subparsers(**kwargs)
+
+    def error(self, message: str):
+        if not self.json_errors:
+            super().error(message)
+        _print_error(message, hint=f"`{self.prog} --help` lists the arguments", kind="UsageError", as_json=True)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """Return the parser with every subcommand of `COMMAND_MODULES` registered.
+
+    Args:
+        json_errors: Print usage errors as JSON objects on stdout, for commands given `--json`.
+    """
+    parser = _Parser(
+        json_errors=json_errors,
         prog="autotrain-agent",
         description="Plan, train, evaluate and report a fine-tuning experiment from a goal in plain words.",
         epilog='Example: autotrain-agent "improve code solving with SFT"   (same as: autotrain-agent run "...")',
