@@ -59,7 +59,11 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
 
 def write_report(experiment: Experiment, path: Path, *, runs_root: Path | None = None) -> Path:
     """Render the report and replace `path` atomically."""
-    text = render_report(experiment, runs_root=runs_root)
+    return replace_report_text(render_report(experiment, runs_root=runs_root), path)
+
+
+def replace_report_text(text: str, path: Path) -> Path:
+    """Write `text` to a temporary file beside `path` and rename it over `path`, so a reader never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".report.", suffix=".md", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as tmp:
