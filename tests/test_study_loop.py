@@ -7,6 +7,7 @@ from autotrain_agent.config import Settings
 from autotrain_agent.recipes import PlanOverrides
 from autotrain_agent.state import ExperimentStatus, Stage
 from autotrain_agent.store import ExperimentStore
+from autotrain_agent.study import StudyStore
 from autotrain_agent.study_goals import read_study_goal
 from autotrain_agent.study_loop import open_study, run_study
 from autotrain_agent.study_plan import estimate_study, plan_study
@@ -67,3 +68,64 @@ def test_pipeline_trains_stage_two_from_stage_one(pipeline_study, settings):
     assert "| stage 1: SFT (`" in report and "| stage 2: SFT (`" in report
     assert f"## stage 2: SFT: {second.id} - succeeded" in report
     assert "#### Training Parameters" in report and "### Plan" in report
+
+
+@pytest.fixture
+def comparison_study(tmp_path):
+    first = build_tiny_chat_model(tmp_path / "tiny-a")
+    second = build_tiny_chat_model(tmp_path / "tiny-b", hidden_size=32, seed=1)
+    rows = write_code_rows(tmp_path / "rows.jsonl")
+    goal = "which model is best for code solving?"
+    request = read_study_goal(goal, models=[str(first), str(second)], datasets=[str(rows)], methods=[])
+    study = plan_study(goal, request, _tiny_overrides(None, dataset=str(rows)), datasets=[str(rows)], hub_reachable=False)
+    estimate_study(_shrink(study), cache_dir=tmp_path / "cache")
+    return study
+
+
+def test_comparison_reports_table_and_verdict(comparison_study, settings):
+    requests = []
+    comparison_study.require_approval = True
+    study, _ = open_study(comparison_study, settings)
+
+    result = run_study(study, settings, approver=CallbackApprover(lambda request: requests.append(request) or True), echo=lambda line: None)
+
+    assert result.state == "succeeded", result.failure
+    assert len(requests) == 1
+    assert requests[0].estimated_minutes == study.estimated_minutes
+    assert [line.split(":")[0] for line in requests[0].member_lines] == ["tiny-a", "tiny-b"]
+    store = ExperimentStore(settings.runs_dir)
+    members = [store.load(member.experiment_id) for member in study.members]
+    assert [m.approvals[0].approver for m in members] == ["study", "study"]
+    assert members[0].baseline_scores[0].task_ids == members[1].baseline_scores[0].task_ids
+    report = result.report_path.read_text()
+    assert "| Candidate | Base score | Fine-tuned score | Change from its base | Train time | Cost | Status |" in report
+    assert "| tiny-a | humaneval pass@1 " in report and "| tiny-b | humaneval pass@1 " in report
+    assert "No measurable difference: " in report or "Winner: " in report
+    assert "Every score covers the same 2 problems: HumanEval/0, HumanEval/1." in report
+
+
+def test_rerun_skips_finished_members(pipeline_study, settings):
+    lines = []
+
+    def interrupt_in_stage_two(line):
+        lines.append(line)
+        if line.startswith("Submitted run") and any("experiment 2 of 2" in seen for seen in lines):
+            raise KeyboardInterrupt
+
+    study, _ = open_study(pipeline_study, settings)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, settings, echo=interrupt_in_stage_two)
+    store = ExperimentStore(settings.runs_dir)
+    first_id, second_id = (member.experiment_id for member in study.members)
+    first_events = len(store.read_journal(first_id))
+    again, resumed = open_study(pipeline_study, settings)
+    result = run_study(again, settings, echo=lambda line: None)
+
+    assert resumed
+    assert result.state == "succeeded", result.failure
+    assert len(store.read_journal(first_id)) == first_events
+    second_events = [event["event"] for event in store.read_journal(second_id)]
+    assert second_events.count("run_submitted") == 1
+    study_events = [event for event in StudyStore(settings.runs_dir).read_journal(study.id) if event["event"] == "member_finished"]
+    assert [event["experiment_id"] for event in study_events] == [first_id, second_id]
+    assert store.load(second_id).status == ExperimentStatus.SUCCEEDED

@@ -2,7 +2,7 @@
 
 A pipeline study chains its members: each stage trains from the previous stage's best checkpoint. A comparison
 study trains one member per candidate (model, dataset or method) and compares their scores on the same problems.
-Each member is an ordinary `Experiment` in its own folder, driven by the same loop; the study only stores which
+Each member is an ordinary `Experiment` in its own folder, driven by the same loop. The study only stores which
 members exist, in which order, what was approved for them, and what it decided.
 """
 
@@ -51,7 +51,7 @@ class Study(_Model):
     goal: str
     """The goal as the user wrote it."""
     dimension: CandidateDimension | None = None
-    """What the candidates of a comparison differ in; `None` for a pipeline."""
+    """The dimension that the candidates of a comparison differ in; `None` for a pipeline."""
     created_at: dt.datetime = Field(default_factory=utc_now)
     """Creation time."""
     updated_at: dt.datetime = Field(default_factory=utc_now)
@@ -63,7 +63,7 @@ class Study(_Model):
     status: ExperimentStatus = ExperimentStatus.ACTIVE
     """Overall status; `succeeded` only when every member succeeded."""
     failure: str | None = None
-    """Why the study stopped, when it did not succeed."""
+    """Reason the study stopped, when it did not succeed."""
     budget_usd: float | None = None
     """Most money all members together may spend; `None` sets no limit beyond the approval."""
     approve_under_usd: float | None = None
@@ -71,7 +71,7 @@ class Study(_Model):
     require_approval: bool = False
     """Ask for approval of the whole study on the free local backend too."""
     approvals: list[ApprovalRecord] = Field(default_factory=list)
-    """Every answer to the study-wide approval request, oldest first."""
+    """Every decision on the study-wide approval request, oldest first."""
     decisions: list[Decision] = Field(default_factory=list)
     """Study-level decisions: model hand-overs, carried-over scores, the winner."""
 
@@ -88,7 +88,7 @@ class Study(_Model):
 
     @property
     def is_approved(self) -> bool:
-        """Whether the latest answer to the study-wide request approved it."""
+        """Whether the latest decision on the study-wide request approved it."""
         return bool(self.approvals) and self.approvals[-1].approved
 
     def member(self, experiment_id: str) -> StudyMember:

@@ -1,6 +1,6 @@
 """Approve a study as a whole before any member runs, and let each member's first run use that approval.
 
-The summed estimate of all members must fit the budget, and one answer covers them all. Each member still
+The summed estimate of all members must fit the budget, and one decision covers them all. Each member still
 passes the ordinary gate at submission; `StudyMemberApprover` approves a member's first run there when its fresh
 estimate is within the approved one, and hands every other request (policy retries, extensions, a higher estimate)
 to the approver the user configured.
@@ -85,8 +85,8 @@ def build_study_request(study: Study) -> StudyApprovalRequest:
 def approve_study(study: Study, *, approver: Approver | None, is_paid: bool, record: Callable[[str], None]) -> None:
     """Check the summed estimate against the budget and ask for one approval of the whole study.
 
-    A study approved before (the latest answer approved it) is not asked again. A free study that does not
-    require approval needs no answer, but its summed cost must still fit the budget. Every answer is appended to
+    A study approved before (the latest decision approved it) is not asked again. A free study that does not
+    require approval needs no decision, but its summed cost must still fit the budget. Every answer is appended to
     `study.approvals` and saved through `record` before this function returns or raises.
 
     Raises:
@@ -130,7 +130,7 @@ def _store_answer(study: Study, request: StudyApprovalRequest, *, approved: bool
 
 
 class StudyMemberApprover:
-    """Approves a member's first run within the study's approved estimate; asks `fallback` about anything else."""
+    """Approves a member's first run within the study's approved estimate, and passes any other request to `fallback`."""
 
     name = "study"
 

@@ -23,20 +23,20 @@ _EXPORT_WORDS = re.compile(r"\b(export|gguf|quantize|quantise)\b", re.IGNORECASE
 
 @dataclass(frozen=True)
 class StudyRequest:
-    """How a goal and its repeated flags are read: the study kind and what its members differ in."""
+    """The reading of a goal and its repeated flags: the study kind and the dimension its members differ in."""
 
     kind: StudyKind | None
     """`None` for a single experiment."""
     stage_methods: tuple[Method, ...] = ()
     """Training method of each pipeline stage, in order."""
     dimension: CandidateDimension | None = None
-    """What a comparison's candidates differ in."""
+    """The dimension that a comparison's candidates differ in."""
     candidates: tuple[str, ...] = ()
     """Candidate values given with repeated flags; empty when the embedded candidate list applies."""
     export: bool = False
     """The goal ends with an export, which runs after the last stage only."""
     reasons: list[str] = field(default_factory=list)
-    """How the goal was read, for the plan and the report."""
+    """Reasons for the reading, for the plan and the report."""
 
 
 def named_methods(text: str) -> list[Method]:

@@ -1,6 +1,6 @@
 """Drive a study: approve it as a whole, then run each member experiment with the ordinary loop, in order.
 
-The study holds no run of its own. A member that succeeded is skipped on a rerun, and a member that stopped
+The study has no run of its own. A member that succeeded is skipped on a rerun, and a member that stopped
 half-way is resumed by the loop, which never submits a run twice. A pipeline stops at the first member that
 does not succeed; a comparison runs every candidate and reports those that failed.
 """
@@ -39,7 +39,7 @@ class StudyResult(BaseModel):
     report_path: Path
     """The study's Markdown report."""
     failure: str | None = None
-    """Why the study did not succeed."""
+    """Reason the study did not succeed."""
 
 
 def open_study(study: Study, settings: Settings) -> tuple[Study, bool]:
@@ -85,7 +85,16 @@ def load_study(study_id: str, settings: Settings) -> Study:
     return store.load(study_id)
 
 
-def run_study(study: Study, settings: Settings, *, approver: Approver | None = None, backend=None, echo=print, max_steps: int = 40) -> StudyResult:
+def run_study(
+    study: Study,
+    settings: Settings,
+    *,
+    approver: Approver | None = None,
+    backend=None,
+    echo=print,
+    max_steps: int = 40,
+    policy_files: list[str] | None = None,
+) -> StudyResult:
     """Approve `study` as a whole, then run its members in order until each ends or a pipeline stage fails.
 
     Holds the study's lock throughout; each member takes its own experiment lock while it runs.
@@ -93,10 +102,11 @@ def run_study(study: Study, settings: Settings, *, approver: Approver | None = N
     Args:
         study: A study returned by `open_study`.
         settings: Where files go.
-        approver: Answers the study-wide request, and any member request the study approval does not cover.
+        approver: Decides the study-wide request, and any member request that the study approval does not cover.
         backend: Runs every member's jobs; default each plan's backend.
         echo: Writes one line for the user.
         max_steps: Planner steps per member and call.
+        policy_files: User rule files for members that start now; a started member keeps its own.
     """
     studies = StudyStore(settings.runs_dir)
     experiments = ExperimentStore(settings.runs_dir)
@@ -115,7 +125,8 @@ def run_study(study: Study, settings: Settings, *, approver: Approver | None = N
                 logger.debug("%s: member %s succeeded before; skipped", study.id, member.experiment_id)
                 continue
             echo(f"Study {study.id}: experiment {index} of {len(study.members)}, {member.label} ({member.experiment_id})")
-            status = _run_member(study, member, settings, saved=saved, approver=approver, backend=backend, echo=echo, max_steps=max_steps)
+            status = _run_member(study, member, settings, saved=saved, approver=approver, backend=backend, echo=echo,
+                                 max_steps=max_steps, policy_files=policy_files or [])
             _save(study, settings, "member_finished", experiment_id=member.experiment_id, status=status.value)
             if study.kind == "pipeline" and status != ExperimentStatus.SUCCEEDED:
                 break
@@ -123,7 +134,9 @@ def run_study(study: Study, settings: Settings, *, approver: Approver | None = N
     return result_of(study, settings)
 
 
-def _run_member(study: Study, member: StudyMember, settings: Settings, *, saved: Experiment | None, approver, backend, echo, max_steps: int) -> ExperimentStatus:
+def _run_member(
+    study: Study, member: StudyMember, settings: Settings, *, saved: Experiment | None, approver, backend, echo, max_steps: int, policy_files: list[str]
+) -> ExperimentStatus:
     """Open (or resume) one member experiment and run it with the loop; return its status."""
     carried_scores: list[Score] = []
     if member.base_from and saved is None:
@@ -135,6 +148,8 @@ def _run_member(study: Study, member: StudyMember, settings: Settings, *, saved:
         member.plan.model_copy(deep=True), settings, backend=backend, approver=member_approver, limits=limits,
         experiment_id=member.experiment_id, echo=echo,
     )
+    if not resumed:
+        ctx.experiment.policy_files = list(policy_files)
     if carried_scores and not resumed:
         ctx.experiment.baseline_scores = carried_scores
         ctx.experiment.decisions.append(Decision(

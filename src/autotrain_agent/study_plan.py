@@ -37,7 +37,7 @@ def plan_study(goal: str, request: StudyRequest, overrides: PlanOverrides, *, da
         request: How the goal was read (`study_goals.read_study_goal`).
         overrides: The flags shared by every member; the stage or candidate replaces one of them.
         datasets: Every `--dataset` value, in order; a pipeline's stages take them in turn.
-        hub_reachable: Whether the Hub answered; decides default data and which embedded models can load.
+        hub_reachable: Whether the Hub is reachable; decides default data and which embedded models can load.
 
     Raises:
         ConfigError: If a member cannot be planned, or a comparison has fewer than two candidates.
@@ -67,7 +67,10 @@ def _plan_pipeline(goal: str, request: StudyRequest, overrides: PlanOverrides, *
         try:
             plan = make_plan(goal, dataclasses.replace(overrides, method=method, dataset=dataset), hub_reachable=hub_reachable)
         except ConfigError as err:
-            raise ConfigError(f"Stage {index + 1} ({method.upper()}) of the pipeline cannot be planned: {err}") from err
+            raise ConfigError(
+                f"Stage {index + 1} ({method.upper()}) of the pipeline cannot be planned: {err} A pipeline takes one "
+                f"`--dataset` per stage, in stage order."
+            ) from err
         check_plan_inputs(plan, hub_reachable=hub_reachable)
         label = f"stage {index + 1}: {method.upper()}"
         previous = members[-1].experiment_id if members else None

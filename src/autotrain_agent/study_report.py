@@ -1,6 +1,6 @@
 """Render a study's Markdown report from the study and its members' saved states.
 
-A pipeline gets a table from the base model through each stage; a comparison gets one row per candidate and a
+A pipeline gets a table from the base model through each stage. A comparison gets one row per candidate and a
 stated winner, or "no measurable difference" when the top two scores are within one standard error. Each
 member's own report follows in full, under a heading of its own.
 """
@@ -109,6 +109,10 @@ def _member_row(member, experiment: Experiment | None) -> dict[str, str]:
     }
 
 
+def _status_text(experiment: Experiment | None) -> str:
+    return experiment.status.value if experiment else "not started"
+
+
 def _train_minutes(experiment: Experiment | None) -> str:
     minutes = [run.actual_minutes for run in experiment.runs if run.actual_minutes is not None] if experiment else []
     return f"{sum(minutes):.1f} min" if minutes else ""
@@ -137,7 +141,7 @@ def _pipeline_rows(study: Study, experiments: dict[str, Experiment | None]) -> l
         score = member_score(experiment)
         rows.append({
             "model": f"{member.label} (`{member.experiment_id}`)",
-            "score": _format_score(score) if score else (experiment.status.value if experiment else "not started"),
+            "score": _format_score(score) if score else _status_text(experiment),
             "vs_previous": _change(previous, score),
             "vs_base": _change(base, score),
             "minutes": _train_minutes(experiment),

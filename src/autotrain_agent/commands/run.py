@@ -19,11 +19,12 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """Register the `run` subcommand."""
     run = subparsers.add_parser(NAME, parents=parents, help="run an experiment (the default command)", description="Run or resume an experiment.")
     run.add_argument("goal", help='the goal in plain words, e.g. "improve code solving with SFT"')
-    run.add_argument("--model", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL})")
-    run.add_argument("--dataset", help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder")
+    run.add_argument("--model", action="append", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL}); repeat to compare models")
+    run.add_argument("--dataset", action="append",
+                     help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder; repeat to give each pipeline stage its own, in order, or to compare datasets")
     run.add_argument("--dataset-config", help="Hub dataset configuration name")
     run.add_argument("--map", dest="mapping", help="rename dataset columns before validation and training, source=target pairs: question=prompt,answer=completion")
-    run.add_argument("--method", help="training method: sft (dpo and grpo are planned)")
+    run.add_argument("--method", action="append", help="training method: sft (dpo and grpo are planned); repeat to compare methods")
     run.add_argument("--benchmark", help="benchmark: humaneval")
     run.add_argument("--max-steps", type=int, help="optimizer steps of the training run (default 30)")
     run.add_argument(
@@ -37,7 +38,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
     run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
-    run.add_argument("--plan-only", action="store_true", help="print the plan and stop")
+    run.add_argument("--plan-only", action="store_true", help="print the plan (of a study: every experiment and the total estimate) and stop")
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -97,9 +98,19 @@ def run_command(args: argparse.Namespace) -> int:
     from ..llm import build_llm, parse_llm_spec
     from ..loop import ApprovalLimits, open_experiment
 
+    from ..study_goals import read_study_goal
+
     if args.quick_test is not None:
         # TODO: run a quick test (N samples, cheapest flavor) before a paid full run and feed its speed into the estimate.
         raise NotImplementedError("Quick test runs are not built yet; pass `--no-quick-test` or leave both flags out.")
+    request = read_study_goal(args.goal, models=args.model or [], datasets=args.dataset or [], methods=args.method or [])
+    if request.kind is not None:
+        from .run_study import run_study_command
+
+        return run_study_command(args, request)
+    # Outside a study no flag is repeated, because `read_study_goal` reads any repeated flag as a comparison.
+    args.model, args.dataset, args.method = (values[0] if values else None for values in (args.model, args.dataset, args.method))
+    args.export = args.export or request.export
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     plan, hub_reachable = plan_from_args(args, model=model)
@@ -138,9 +149,22 @@ def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]
     from ..hub import is_hub_reachable
     from ..llm_plan import propose_plan
     from ..preflight import check_plan_inputs
+
+    overrides = overrides_from_args(args)
+    hub_reachable = is_hub_reachable()
+    if model is not None:
+        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
+    else:
+        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    check_plan_inputs(plan, hub_reachable=hub_reachable)
+    return plan, hub_reachable
+
+
+def overrides_from_args(args: argparse.Namespace) -> PlanOverrides:
+    """Return the choices fixed by flags; `model`, `dataset` and `method` must be single values or `None` here."""
     from .validate import parse_column_mapping
 
-    overrides = PlanOverrides(
+    return PlanOverrides(
         model=args.model,
         dataset=args.dataset,
         dataset_config=args.dataset_config,
@@ -155,13 +179,6 @@ def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]
         backend=args.backend,
         hub_repo=args.hub_repo,
     )
-    hub_reachable = is_hub_reachable()
-    if model is not None:
-        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
-    else:
-        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
-    check_plan_inputs(plan, hub_reachable=hub_reachable)
-    return plan, hub_reachable
 
 
 def drive_experiment(ctx, args: argparse.Namespace, *, llm_spec=None, model=None) -> int:
