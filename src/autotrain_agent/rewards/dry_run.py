@@ -112,3 +112,29 @@ def dry_run_on_rows(functions: Sequence[Callable], rows: Sequence[Mapping], *, a
     return dry_run_reward_functions(
         functions, prompts=prompts, completions=completions, completion_ids=completion_ids, columns=columns, adapt=adapt
     )
+
+
+def dry_run_for_run(config: Mapping) -> list[RewardDryRun]:
+    """Dry-run the reward functions of a GRPO run config on the first rows of its training file.
+
+    The functions are loaded exactly as the job script loads them, with the config's adaptation setting.
+
+    Raises:
+        RewardFunctionError: If a function cannot be loaded, raises, or returns an invalid result.
+    """
+    import json
+    from pathlib import Path
+
+    from autotrain_agent.rewards.registry import load_reward_functions
+
+    adapt = bool(config.get("adapt_reward_functions"))
+    functions = load_reward_functions(list(config.get("reward_functions") or []), adapt=adapt)
+    if not functions:
+        raise RewardFunctionError("A GRPO run needs at least one reward function; pass `--reward`.")
+    rows = []
+    with open(Path(config["dataset_path"]), encoding="utf-8") as file:
+        for line in file:
+            rows.append(json.loads(line))
+            if len(rows) == len(SAMPLE_COMPLETIONS):
+                break
+    return dry_run_on_rows(functions, rows, adapt=adapt)
