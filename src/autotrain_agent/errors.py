@@ -81,3 +81,7 @@ class PublishError(AutotrainError, RuntimeError):
 
 class AdapterNotAppliedError(EvaluationError):
     """The model under evaluation gives the same logits as its base model, so a LoRA adapter changed nothing."""
+
+
+class RewardFunctionError(AutotrainError, ValueError):
+    """A GRPO reward function failed, or returned something other than one finite value or `None` per completion."""

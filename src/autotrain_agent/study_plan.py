@@ -65,7 +65,7 @@ def _plan_pipeline(goal: str, request: StudyRequest, overrides: PlanOverrides, *
     for index, method in enumerate(request.stage_methods):
         dataset = datasets[index] if index < len(datasets) else None
         try:
-            plan = make_plan(goal, dataclasses.replace(overrides, method=method, dataset=dataset), hub_reachable=hub_reachable)
+            plan = make_plan(goal, _member_overrides(overrides, method=method, dataset=dataset), hub_reachable=hub_reachable)
         except ConfigError as err:
             raise ConfigError(
                 f"Stage {index + 1} ({method.upper()}) of the pipeline cannot be planned: {err} A pipeline takes one "
@@ -107,13 +107,20 @@ def _plan_comparison(goal: str, request: StudyRequest, overrides: PlanOverrides,
     study_id = _trim(f"compare-{dimension}s-{'-vs-'.join(slugify(name) for name in names)}")
     members = []
     for index, (candidate, name) in enumerate(zip(candidates, names, strict=True)):
-        plan = make_plan(goal, dataclasses.replace(overrides, **{dimension: candidate}), hub_reachable=hub_reachable)
+        changes = {dimension: candidate, "method": candidate if dimension == "method" else overrides.method}
+        plan = make_plan(goal, _member_overrides(overrides, **changes), hub_reachable=hub_reachable)
         check_plan_inputs(plan, hub_reachable=hub_reachable)
         if request.export:
             plan.stages = with_export_stage(plan.stages)
         members.append(StudyMember(experiment_id=f"{study_id}--{index + 1}-{slugify(name)[:30]}", label=name, plan=plan))
     reasons.append("every candidate is scored on the same benchmark problems with the same engine, so the scores compare")
     return Study(id=study_id, kind="comparison", goal=goal.strip(), dimension=dimension, members=members, reasons=reasons)
+
+
+def _member_overrides(overrides: PlanOverrides, *, method: str | None, **changes) -> PlanOverrides:
+    """Return `overrides` with one member's changes; `--reward` reaches only GRPO members, since other methods reject it."""
+    rewards = overrides.reward_functions if method is None or method == "grpo" else None
+    return dataclasses.replace(overrides, method=method, reward_functions=rewards, **changes)
 
 
 def _available_models(*, hub_reachable: bool) -> tuple[list[str], list[str]]:

@@ -24,7 +24,12 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
                      help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder; repeat to give each pipeline stage its own, in order, or to compare datasets")
     run.add_argument("--dataset-config", help="Hub dataset configuration name")
     run.add_argument("--map", dest="mapping", help="rename dataset columns before validation and training, source=target pairs: question=prompt,answer=completion")
-    run.add_argument("--method", action="append", help="training method: sft (dpo and grpo are planned); repeat to compare methods")
+    run.add_argument("--method", action="append",
+                     help="training method: sft, dpo or grpo (default: the one the goal names, else sft); repeat to compare methods")
+    run.add_argument("--reward", action="append", dest="rewards", metavar="SPEC",
+                     help="GRPO reward function, repeatable: code_pass_fraction, code_format, module:function or file.py:function")
+    run.add_argument("--adapt-rewards", action="store_true",
+                     help="pass message text to reward functions and drop keywords they do not accept, and record it")
     run.add_argument("--benchmark", help="benchmark: humaneval")
     run.add_argument("--max-steps", type=int, help="optimizer steps of the training run (default 30)")
     run.add_argument(
@@ -178,6 +183,8 @@ def overrides_from_args(args: argparse.Namespace) -> PlanOverrides:
         use_lora=not args.no_lora,
         backend=args.backend,
         hub_repo=args.hub_repo,
+        reward_functions=args.rewards,
+        adapt_reward_functions=args.adapt_rewards,
     )
 
 
@@ -220,6 +227,19 @@ def _size_for_jobs(plan: Plan, args: argparse.Namespace, settings: Settings, *, 
     plan.reasons.append("no quick test: this version submits the full run after approval")
 
 
+def _method_lines(plan: Plan) -> list[str]:
+    hp = plan.hyperparameters
+    if plan.method == "dpo":
+        return [f"  dpo:             beta {hp.beta:g}, reference model: the base model"]
+    if plan.method == "grpo":
+        return [
+            f"  grpo:            {hp.num_generations} generations per prompt, up to {hp.max_completion_length} tokens, "
+            f"temperature {hp.temperature:g}, KL beta {hp.beta:g}",
+            f"  rewards:         {', '.join(plan.reward_functions)}" + (" (adapted)" if plan.adapt_reward_functions else ""),
+        ]
+    return []
+
+
 def format_plan(experiment_id: str, plan: Plan) -> str:
     """Return the plan as text for a person, with the reasons behind it."""
     hp = plan.hyperparameters
@@ -233,6 +253,7 @@ def format_plan(experiment_id: str, plan: Plan) -> str:
         f"  method:          {plan.method.upper()} with {lora}",
         f"  hyperparameters: {f'{hp.max_steps} steps' if hp.max_steps else f'{hp.num_train_epochs:g} epochs'}, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
         f"accumulation, lr {hp.learning_rate:g}, max length {hp.max_length} tokens",
+        *_method_lines(plan),
         f"  benchmark:       {benchmark}, engine {plan.eval_engine}",
         *(["  export:          F16 and Q4_K_M GGUF, verified with llama.cpp"] if Stage.EXPORT in plan.stages else []),
         f"  backend:         {plan.backend} ({plan.hardware}), {'free' if plan.backend == 'local' else 'paid, approved before submission'}",
