@@ -1,5 +1,7 @@
 """Studies on tiny models: real TRL training, the real HumanEval harness, one loop per member experiment."""
 
+import json
+
 import pytest
 
 from autotrain_agent.approval import CallbackApprover
@@ -129,3 +131,36 @@ def test_rerun_skips_finished_members(pipeline_study, settings):
     study_events = [event for event in StudyStore(settings.runs_dir).read_journal(study.id) if event["event"] == "member_finished"]
     assert [event["experiment_id"] for event in study_events] == [first_id, second_id]
     assert store.load(second_id).status == ExperimentStatus.SUCCEEDED
+
+
+def _write_code_prompts(path, count=4):
+    test = "def check(candidate):\n    assert candidate(2) == 3\n"
+    rows = [{"prompt": [{"role": "user", "content": f"Write `inc(x)` that adds one. ({index})"}], "entry_point": "inc", "tests": [test]}
+            for index in range(count)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_pipeline_sft_then_grpo(tmp_path, settings):
+    model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
+    datasets = [str(write_code_rows(tmp_path / "sft.jsonl")), str(_write_code_prompts(tmp_path / "prompts.jsonl"))]
+    goal = "improve code solving with SFT then GRPO"
+    request = read_study_goal(goal, models=[str(model_dir)], datasets=datasets, methods=[])
+    overrides = _tiny_overrides(model_dir, reward_functions=["code_pass_fraction", "code_format"])
+    study = _shrink(plan_study(goal, request, overrides, datasets=datasets, hub_reachable=False))
+    grpo = study.members[1].plan.hyperparameters
+    grpo.num_generations, grpo.max_completion_length, grpo.per_device_train_batch_size = 2, 16, 2
+    study, _ = open_study(study, settings)
+
+    result = run_study(study, settings, echo=lambda line: None)
+
+    assert result.state == "succeeded", result.failure
+    store = ExperimentStore(settings.runs_dir)
+    first, second = (store.load(member.experiment_id) for member in study.members)
+    assert (first.plan.method, second.plan.method) == ("sft", "grpo")
+    assert second.plan.reward_functions == ["code_pass_fraction", "code_format"]
+    assert first.plan.reward_functions == []
+    assert second.plan.base_model == str(settings.runs_dir / study.id / "models" / first.id)
+    assert second.runs[0].metrics_summary["steps"] == 2
+    assert second.runs[0].checkpoints[-1].scores[0].task_ids == first.baseline_scores[0].task_ids
+    assert "| stage 2: GRPO (`" in result.report_path.read_text()
