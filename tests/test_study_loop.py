@@ -146,10 +146,15 @@ def test_pipeline_sft_then_grpo(tmp_path, settings):
     datasets = [str(write_code_rows(tmp_path / "sft.jsonl")), str(_write_code_prompts(tmp_path / "prompts.jsonl"))]
     goal = "improve code solving with SFT then GRPO"
     request = read_study_goal(goal, models=[str(model_dir)], datasets=datasets, methods=[])
-    overrides = _tiny_overrides(model_dir, reward_functions=["code_pass_fraction", "code_format"])
-    study = _shrink(plan_study(goal, request, overrides, datasets=datasets, hub_reachable=False))
+    # A random tiny model never passes a test, so every group would tie at 0 and the adapter would not move; a
+    # length reward varies within each group and gives the policy gradient a signal.
+    length_file = tmp_path / "length_reward.py"
+    length_file.write_text("def length(completions, **kwargs):\n    return [len(str(c)) / 100 for c in completions]\n")
+    rewards = ["code_pass_fraction", "code_format", f"{length_file}:length"]
+    study = _shrink(plan_study(goal, request, _tiny_overrides(model_dir, reward_functions=rewards), datasets=datasets, hub_reachable=False))
     grpo = study.members[1].plan.hyperparameters
-    grpo.num_generations, grpo.max_completion_length, grpo.per_device_train_batch_size = 2, 16, 2
+    grpo.num_generations, grpo.max_completion_length, grpo.per_device_train_batch_size = 2, 8, 2
+    grpo.learning_rate = 1e-2
     study, _ = open_study(study, settings)
 
     result = run_study(study, settings, echo=lambda line: None)
@@ -158,7 +163,7 @@ def test_pipeline_sft_then_grpo(tmp_path, settings):
     store = ExperimentStore(settings.runs_dir)
     first, second = (store.load(member.experiment_id) for member in study.members)
     assert (first.plan.method, second.plan.method) == ("sft", "grpo")
-    assert second.plan.reward_functions == ["code_pass_fraction", "code_format"]
+    assert second.plan.reward_functions == rewards
     assert first.plan.reward_functions == []
     assert second.plan.base_model == str(settings.runs_dir / study.id / "models" / first.id)
     assert second.runs[0].metrics_summary["steps"] == 2
