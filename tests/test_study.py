@@ -1,5 +1,6 @@
 """Studies without training: reading goals, planning members, the whole-study approval, the CLI's plan."""
 
+import dataclasses
 import json
 
 import pytest
@@ -56,6 +57,12 @@ def test_which_goal_is_model_comparison():
     assert request.kind == "comparison"
     assert request.dimension == "model"
     assert request.candidates == ()
+
+
+def test_goal_naming_methods_compares_them():
+    request = read_study_goal("which is better for code, SFT or GRPO?", models=[], datasets=[], methods=[])
+
+    assert (request.kind, request.dimension, request.candidates) == ("comparison", "method", ("sft", "grpo"))
 
 
 def test_repeated_dataset_compares_datasets():
@@ -125,6 +132,34 @@ def test_budget_under_summed_estimate_starts_nothing(tiny_inputs, tmp_path):
     assert "over the" in study.approvals[-1].reason
     assert not any((settings.runs_dir / member.experiment_id).exists() for member in study.members)
     assert "| rejected | budget |" in result.report_path.read_text()
+
+
+def test_comparison_with_export_rejected(tiny_inputs):
+    first, second, rows = tiny_inputs
+    request = read_study_goal("compare", models=[str(first), str(second)], datasets=[], methods=[])
+    request = dataclasses.replace(request, export=True)
+
+    with pytest.raises(ConfigError, match="export the winner"):
+        plan_study("compare", request, PlanOverrides(dataset=str(rows)), datasets=[], hub_reachable=False)
+
+
+def test_resume_command_continues_study(tiny_inputs, tmp_path, capsys):
+    first, second, rows = tiny_inputs
+    request = read_study_goal("compare", models=[str(first), str(second)], datasets=[], methods=[])
+    overrides = PlanOverrides(dataset=str(rows), max_steps=5, backend="hf-jobs", hub_repo="me/tiny")
+    study = plan_study("compare", request, overrides, datasets=[], hub_reachable=False)
+    estimate_study(study, cache_dir=tmp_path / "cache")
+    study.budget_usd = 0.01
+    settings = Settings(output_dir=tmp_path / "work", cache_dir=tmp_path / "cache", progress=False)
+    open_study(study, settings)
+
+    status = main(["resume", study.id, "--output-dir", str(tmp_path / "work"), "--no-progress"])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert f"Resuming study {study.id} (status active)." in output
+    assert f"Study {study.id}: needs_approval." in output
+    assert "over the $0.01 budget" in output
 
 
 def test_rerun_with_other_plan_rejected(tiny_inputs, tmp_path):

@@ -54,8 +54,9 @@ def read_study_goal(goal: str, *, models: list[str], datasets: list[str], method
     """Return how `goal` and the repeated `--model`, `--dataset` and `--method` values are to be run.
 
     A goal whose parts, split at "then", "->" or "followed by", name at least two training methods is a
-    pipeline, and its datasets feed the stages in order. A goal that asks "which ... best", says "compare" or
-    "vs", or any repeated flag outside a pipeline, is a comparison over the repeated flag.
+    pipeline, and its datasets feed the stages in order. Any repeated flag outside a pipeline makes a comparison
+    over that flag. A goal that asks "which ... best" or says "compare" or "vs" is a comparison too: of the
+    methods it names when it names two or more, else of the embedded candidate models.
 
     Raises:
         ConfigError: If more than one flag is repeated, a pipeline gets several models or a `--method`, or a
@@ -78,6 +79,9 @@ def read_study_goal(goal: str, *, models: list[str], datasets: list[str], method
         reason = f"comparison of {len(values)} {name}s: `--{name}` was given {len(values)} times"
         return StudyRequest(kind="comparison", dimension=name, candidates=tuple(values), export=export, reasons=[reason])  # type: ignore[arg-type]
     match = _COMPARISON_WORDS.search(goal)
+    if match and len(stage_methods := named_methods(goal)) > 1:
+        reason = f"comparison of methods {', '.join(m.upper() for m in stage_methods)}: the goal says {match.group(0)!r} and names them"
+        return StudyRequest(kind="comparison", dimension="method", candidates=tuple(stage_methods), export=export, reasons=[reason])
     if match:
         reason = f"comparison of models: the goal says {match.group(0)!r} and no flag names the candidates, so the embedded list is used"
         return StudyRequest(kind="comparison", dimension="model", export=export, reasons=[reason])

@@ -88,6 +88,11 @@ def _plan_comparison(goal: str, request: StudyRequest, overrides: PlanOverrides,
     from .preflight import check_plan_inputs
 
     dimension = request.dimension or "model"
+    if request.export:
+        raise ConfigError(
+            "A comparison does not export: exporting every candidate would convert models nobody keeps. Leave out the "
+            "export, then export the winner with `autotrain-agent export EXPERIMENT`."
+        )
     reasons = list(request.reasons)
     candidates = list(request.candidates)
     skipped: list[str] = []
@@ -110,8 +115,6 @@ def _plan_comparison(goal: str, request: StudyRequest, overrides: PlanOverrides,
         changes = {dimension: candidate, "method": candidate if dimension == "method" else overrides.method}
         plan = make_plan(goal, _member_overrides(overrides, **changes), hub_reachable=hub_reachable)
         check_plan_inputs(plan, hub_reachable=hub_reachable)
-        if request.export:
-            plan.stages = with_export_stage(plan.stages)
         members.append(StudyMember(experiment_id=f"{study_id}--{index + 1}-{slugify(name)[:30]}", label=name, plan=plan))
     reasons.append("every candidate is scored on the same benchmark problems with the same engine, so the scores compare")
     return Study(id=study_id, kind="comparison", goal=goal.strip(), dimension=dimension, members=members, reasons=reasons)
