@@ -190,6 +190,8 @@ def hand_over_model(study: Study, member: StudyMember, settings: Settings) -> tu
         reason="a pipeline stage trains from the previous stage's best checkpoint", evidence={"model": str(folder)},
     ))
     logger.info("%s: %s starts from %s", study.id, member.experiment_id, folder)
+    # NOTE: with the transformers engine the previous stage scored the adapter applied by PEFT, not this merged
+    # float32 copy; rounding can differ, so a carried-over greedy answer may rarely differ from a fresh one.
     return str(folder), [score.model_copy() for score in best.scores]
 
 
