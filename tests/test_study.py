@@ -9,10 +9,12 @@ from autotrain_agent.cli import main
 from autotrain_agent.config import Settings
 from autotrain_agent.errors import ConfigError
 from autotrain_agent.recipes import PlanOverrides
-from autotrain_agent.state import ExperimentStatus, Stage
+from autotrain_agent.state import Checkpoint, DatasetSpec, Experiment, ExperimentStatus, Plan, Run, Score, Stage
+from autotrain_agent.study import Study, StudyMember
 from autotrain_agent.study_goals import read_study_goal
 from autotrain_agent.study_loop import open_study, run_study
 from autotrain_agent.study_plan import estimate_study, plan_study
+from autotrain_agent.study_report import state_winner
 from autotrain_agent.testing import build_tiny_chat_model, write_code_rows
 
 
@@ -201,3 +203,32 @@ def test_cli_status_lists_studies(tiny_inputs, tmp_path, capsys):
     listing = json.loads(capsys.readouterr().out)
     assert listing == [{"id": study.id, "status": "active", "goal": "compare", "study": "comparison",
                         "members": [member.experiment_id for member in study.members]}]
+
+
+def _scored_experiment(experiment_id, *, passed, total=40):
+    value = passed / total
+    stderr = (value * (1 - value) / (total - 1)) ** 0.5
+    score = Score(benchmark="humaneval", metric="pass@1", value=value, num_samples=total, num_passed=passed, stderr=stderr)
+    plan = Plan(goal="compare", base_model="m", dataset=DatasetSpec(reference="builtin:code-functions"))
+    run = Run(run_id="run-1", title="SFT run 1", status="succeeded", output_dir="out", trackio_project="p", trackio_run="r",
+              checkpoints=[Checkpoint(step=2, path=f"{experiment_id}/final", scores=[score])])
+    return Experiment(id=experiment_id, goal="compare", plan=plan, runs=[run], status=ExperimentStatus.SUCCEEDED)
+
+
+@pytest.mark.parametrize(
+    ("passed", "verdict"),
+    [
+        # 30/40 against 10/40 is far outside one standard error.
+        ((30, 10), "Winner: a, humaneval pass@1 0.750"),
+        # 11/40 against 10/40 is within one standard error.
+        ((11, 10), "No measurable difference: a scored highest"),
+        ((10, 10), "No measurable difference: a and b tie at the top"),
+    ],
+)
+def test_comparison_verdict_states_winner(passed, verdict):
+    plan = Plan(goal="compare", base_model="m", dataset=DatasetSpec(reference="builtin:code-functions"))
+    members = [StudyMember(experiment_id=name, label=name, plan=plan) for name in ("a", "b")]
+    study = Study(id="s", kind="comparison", goal="compare", dimension="model", members=members)
+    experiments = {name: _scored_experiment(name, passed=count) for name, count in zip(("a", "b"), passed)}
+
+    assert state_winner(study, experiments).startswith(verdict)

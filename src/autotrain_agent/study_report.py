@@ -56,6 +56,8 @@ def state_winner(study: Study, experiments: dict[str, Experiment | None]) -> str
     difference = f"{delta:+.3f} {top.metric} over {second_label} (standard error {stderr:.3f})"
     if direction == "better":
         return f"Winner: {top_label}, {_format_score(top)}, {difference}: better by more than one standard error."
+    if delta == 0:
+        return f"No measurable difference: {top_label} and {second_label} tie at the top with {_format_score(top)}."
     return (
         f"No measurable difference: {top_label} scored highest ({_format_score(top)}), but {difference} is within "
         f"one standard error, so the candidates cannot be told apart on these problems."
