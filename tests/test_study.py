@@ -98,9 +98,12 @@ def test_pipeline_plan_chains_stages(tiny_inputs):
     study = plan_study("SFT then SFT then export", request, PlanOverrides(model=str(model)), datasets=[str(rows)] * 2, hub_reachable=False)
 
     first, second = study.members
-    assert first.base_from is None and second.base_from == first.experiment_id
-    assert Stage.EVALUATE_BASE in first.plan.stages and Stage.EVALUATE_BASE not in second.plan.stages
-    assert Stage.EXPORT not in first.plan.stages and Stage.EXPORT in second.plan.stages
+    assert first.base_from is None
+    assert second.base_from == first.experiment_id
+    assert Stage.EVALUATE_BASE in first.plan.stages
+    assert Stage.EVALUATE_BASE not in second.plan.stages
+    assert Stage.EXPORT not in first.plan.stages
+    assert Stage.EXPORT in second.plan.stages
 
 
 def test_pipeline_on_jobs_not_supported(tiny_inputs):

@@ -67,9 +67,11 @@ def test_pipeline_trains_stage_two_from_stage_one(pipeline_study, settings):
     report = result.report_path.read_text()
     assert "## Scores Along the Pipeline" in report
     assert "| Base model `" in report
-    assert "| stage 1: SFT (`" in report and "| stage 2: SFT (`" in report
+    assert "| stage 1: SFT (`" in report
+    assert "| stage 2: SFT (`" in report
     assert f"## stage 2: SFT: {second.id} - succeeded" in report
-    assert "#### Training Parameters" in report and "### Plan" in report
+    assert "#### Training Parameters" in report
+    assert "### Plan" in report
 
 
 @pytest.fixture
@@ -101,7 +103,8 @@ def test_comparison_reports_table_and_verdict(comparison_study, settings):
     assert members[0].baseline_scores[0].task_ids == members[1].baseline_scores[0].task_ids
     report = result.report_path.read_text()
     assert "| Candidate | Base score | Fine-tuned score | Change from its base | Train time | Cost | Status |" in report
-    assert "| tiny-a | humaneval pass@1 " in report and "| tiny-b | humaneval pass@1 " in report
+    assert "| tiny-a | humaneval pass@1 " in report
+    assert "| tiny-b | humaneval pass@1 " in report
     assert "No measurable difference: " in report or "Winner: " in report
     assert "Every score covers the same 2 problems: HumanEval/0, HumanEval/1." in report
 
