@@ -9,6 +9,7 @@ import pytest
 from autotrain_agent.backends.base import is_terminal
 from autotrain_agent.backends.local import LocalBackend
 from autotrain_agent.monitor_metrics import read_trackio_metrics
+from autotrain_agent.policy import Observation, parse_policy
 from autotrain_agent.testing import build_tiny_chat_model
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "train.py"
@@ -87,6 +88,13 @@ def test_lora_dpo_job_logs_preference_metrics(tmp_path, tiny_model):
     metrics = read_trackio_metrics("tests", "run-1")
     assert [step for step, _ in metrics["train/rewards/margins"]] == [1, 2, 3, 4]
     assert len(metrics["train/rewards/accuracies"]) == 4
+    # The shipped DPO rules name `rewards/margins`; a rule on the real series must see TRL's logged values.
+    rule = {"rules": [{"name": "sees-dpo-metrics", "phase": "running", "action": "stop", "when": [
+        {"signal": "method", "equals": "dpo"}, {"signal": "last", "metric": "rewards/accuracies", "at_least": 0},
+        {"signal": "last", "metric": "rewards/margins", "above": -1e9}]}]}
+    verdict = parse_policy(rule).evaluate(Observation(metrics=metrics, phase="running", step=4, method="dpo"))
+    assert verdict is not None
+    assert verdict.rule == "sees-dpo-metrics"
 
 
 def test_lora_grpo_job_scores_code_in_sandbox(tmp_path, tiny_model):
