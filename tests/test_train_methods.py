@@ -48,7 +48,7 @@ def code_prompt_rows(count=4):
 
 def run_job(tmp_path, tiny_model, rows, **overrides):
     workdir = tmp_path / "run"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     config = {
         "run_id": "run-1",
         "model_path": str(tiny_model),
@@ -126,3 +126,17 @@ def test_grpo_job_fails_on_wrong_reward_count(tmp_path, tiny_model):
     error = json.loads((output_dir / "status.json").read_text())["error"]
     assert "RewardFunctionError" in error
     assert "'one_value'" in error
+
+
+def test_dpo_continues_saved_adapter(tmp_path, tiny_model):
+    first, first_output, _ = run_job(tmp_path / "first", tiny_model, preference_rows(), method="dpo", max_steps=2)
+    assert first.stage == "succeeded"
+
+    second, second_output, log = run_job(
+        tmp_path / "second", tiny_model, preference_rows(), method="dpo", max_steps=2,
+        init_adapter_path=str(first_output / "final"),
+    )
+
+    assert second.stage == "succeeded", job_log(log)[-3000:]
+    summary = json.loads((second_output / "train_summary.json").read_text())
+    assert summary["global_step"] == 2
