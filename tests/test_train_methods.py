@@ -9,6 +9,7 @@ import pytest
 from autotrain_agent.backends.base import is_terminal
 from autotrain_agent.backends.local import LocalBackend
 from autotrain_agent.monitor_metrics import read_trackio_metrics
+from autotrain_agent.policy import Observation, parse_policy
 from autotrain_agent.testing import build_tiny_chat_model
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "train.py"
@@ -47,7 +48,7 @@ def code_prompt_rows(count=4):
 
 def run_job(tmp_path, tiny_model, rows, **overrides):
     workdir = tmp_path / "run"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     config = {
         "run_id": "run-1",
         "model_path": str(tiny_model),
@@ -87,6 +88,13 @@ def test_lora_dpo_job_logs_preference_metrics(tmp_path, tiny_model):
     metrics = read_trackio_metrics("tests", "run-1")
     assert [step for step, _ in metrics["train/rewards/margins"]] == [1, 2, 3, 4]
     assert len(metrics["train/rewards/accuracies"]) == 4
+    # The shipped DPO rules name `rewards/margins`; a rule on the real series must see TRL's logged values.
+    rule = {"rules": [{"name": "sees-dpo-metrics", "phase": "running", "action": "stop", "when": [
+        {"signal": "method", "equals": "dpo"}, {"signal": "last", "metric": "rewards/accuracies", "at_least": 0},
+        {"signal": "last", "metric": "rewards/margins", "above": -1e9}]}]}
+    verdict = parse_policy(rule).evaluate(Observation(metrics=metrics, phase="running", step=4, method="dpo"))
+    assert verdict is not None
+    assert verdict.rule == "sees-dpo-metrics"
 
 
 def test_lora_grpo_job_scores_code_in_sandbox(tmp_path, tiny_model):
@@ -118,3 +126,17 @@ def test_grpo_job_fails_on_wrong_reward_count(tmp_path, tiny_model):
     error = json.loads((output_dir / "status.json").read_text())["error"]
     assert "RewardFunctionError" in error
     assert "'one_value'" in error
+
+
+def test_dpo_continues_saved_adapter(tmp_path, tiny_model):
+    first, first_output, _ = run_job(tmp_path / "first", tiny_model, preference_rows(), method="dpo", max_steps=2)
+    assert first.stage == "succeeded"
+
+    second, second_output, log = run_job(
+        tmp_path / "second", tiny_model, preference_rows(), method="dpo", max_steps=2,
+        init_adapter_path=str(first_output / "final"),
+    )
+
+    assert second.stage == "succeeded", job_log(log)[-3000:]
+    summary = json.loads((second_output / "train_summary.json").read_text())
+    assert summary["global_step"] == 2

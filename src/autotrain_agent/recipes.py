@@ -237,9 +237,9 @@ def apply_method_defaults(
 ) -> None:
     """Set the hyperparameters that DPO and GRPO need in place of the SFT defaults; SFT is left unchanged.
 
-    DPO: beta 0.1 (TRL's default) and a learning rate from `preference_learning_rate`. GRPO: four completions per
-    prompt, one prompt per optimizer step and a short schedule on a CPU, so a 135M model finishes in minutes; eight
-    completions per prompt on a GPU. Both learn from whole answers, so the SFT-only `completion_only_loss` is off.
+    DPO: beta 0.1 (TRL's default) and a learning rate from `preference_learning_rate`. GRPO on a CPU: four
+    completions per prompt, one prompt per optimizer step and 12 steps, so that a 135M model finishes in minutes.
+    GRPO on a GPU: eight completions per prompt. Both learn from whole answers, so the SFT-only `completion_only_loss` is off.
     """
     if method == "sft":
         return
@@ -269,8 +269,8 @@ def apply_method_defaults(
 def preference_learning_rate(method: Method, num_parameters: int | None, *, use_lora: bool) -> float:
     """Return the default DPO or GRPO learning rate for a model of `num_parameters` (unknown counts as small).
 
-    Full-model rates follow TRL's DPO and GRPO defaults in scale (1e-6), a little higher for models under 1B
-    parameters and lower above 10B. LoRA trains a small subspace and gets ten times the full-model rate.
+    Full-model rates are of the scale of TRL 1.16's `DPOConfig` and `GRPOConfig` default (1e-6): higher for models
+    under 1B parameters and lower above 10B. LoRA trains a small subspace and gets ten times the full-model rate.
     NOTE: these rates are starting points chosen by scale, not tuned on this product's benchmarks.
     """
     if num_parameters is None or num_parameters < 1_000_000_000:

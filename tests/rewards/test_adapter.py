@@ -23,8 +23,11 @@ def with_nan(completions, **kwargs):
     return [1.0, math.nan, 0.0]
 
 
+FINITE_REWARDS = [1.0, 0.5, 0.0]
+
+
 def three_finite(completions, **kwargs):
-    return [1.0, 0.5, 0.0]
+    return FINITE_REWARDS
 
 
 def with_none(completions, **kwargs):
@@ -64,6 +67,7 @@ def test_three_finite_values_pass_unchanged():
 
     rewards = adapter(prompts=THREE_PROMPTS, completions=THREE_COMPLETIONS)
 
+    assert rewards is FINITE_REWARDS
     assert rewards == [1.0, 0.5, 0.0]
 
 

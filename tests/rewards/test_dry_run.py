@@ -73,3 +73,13 @@ def test_rows_dry_run_passes_columns_and_message_lists():
     assert seen["answer"] == ["4", "4"]
     assert isinstance(seen["completions"][0], list)
     assert {"trainer_state", "log_extra", "log_metric"} <= seen["keys"]
+
+
+def test_plan_preflight_rejects_missing_reward(tmp_path):
+    from autotrain_agent.preflight import check_plan_inputs
+    from autotrain_agent.recipes import PlanOverrides, make_plan
+
+    plan = make_plan("improve code solving with GRPO", PlanOverrides(reward_functions=[f"{tmp_path}/none.py:reward"]))
+
+    with pytest.raises(RewardFunctionError, match="does not exist"):
+        check_plan_inputs(plan, hub_reachable=False)

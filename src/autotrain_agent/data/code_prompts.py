@@ -12,13 +12,10 @@ import ast
 import doctest
 import json
 import logging
-import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from autotrain_agent.data.code_functions import BuiltDataset, build_code_sft_dataset
+from autotrain_agent.data.code_functions import BuiltDataset, _write_atomically, build_code_sft_dataset
 from autotrain_agent.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +67,7 @@ def build_code_prompt_dataset(*, cache_dir: Path, seed: int = 0, progress: bool 
             "and common builtins, each kept only if the reference solution passes it in the evaluation sandbox"
         ),
     }
-    _write_folder(target, rows, provenance)
+    _write_atomically(target, rows, provenance)
     logger.info("Built %d code prompts with %d tests at %s", len(rows), provenance["num_tests"], target)
     return BuiltDataset(path=target, num_rows=provenance["num_rows"], provenance=provenance)
 
@@ -78,8 +75,8 @@ def build_code_prompt_dataset(*, cache_dir: Path, seed: int = 0, progress: bool 
 def doctest_checks(source: str, entry_point: str) -> list[str]:
     """Turn the doctest examples of `entry_point` in `source` into `check(candidate)` test programs.
 
-    Only examples that are a single expression over the entry point and common builtins, with an expected
-    output, become tests; each compares the `repr` of the result with the expected output, as doctest does.
+    An example becomes a test only when it is a single expression over the entry point and common builtins and
+    has an expected output. Each test compares the `repr` of the result with that output, as doctest does.
     """
     function = _find_function(source, entry_point)
     docstring = ast.get_docstring(function) if function else None
@@ -130,19 +127,3 @@ def _is_checkable(expression: str, entry_point: str) -> bool:
         for node in ast.walk(tree)
     )
     return calls_entry_point and names <= _ALLOWED_NAMES | {entry_point}
-
-
-def _write_folder(target: Path, rows: list[dict], provenance: dict) -> None:
-    """Write both files into a temporary sibling folder, then rename it onto `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        with (staging / "train.jsonl").open("w", encoding="utf-8", newline="\n") as file:
-            file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
