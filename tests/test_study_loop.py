@@ -172,3 +172,23 @@ def test_pipeline_sft_then_grpo(tmp_path, settings):
     assert second.runs[0].metrics_summary["steps"] == 2
     assert second.runs[0].checkpoints[-1].scores[0].task_ids == first.baseline_scores[0].task_ids
     assert "| stage 2: GRPO (`" in result.report_path.read_text()
+
+
+def test_dataset_comparison_scores_base_once(tmp_path, settings):
+    model_dir = build_tiny_chat_model(tmp_path / "tiny-model")
+    datasets = [str(write_code_rows(tmp_path / "small.jsonl", count=8)), str(write_code_rows(tmp_path / "large.jsonl"))]
+    goal = "compare datasets for code solving"
+    request = read_study_goal(goal, models=[str(model_dir)], datasets=datasets, methods=[])
+    study = _shrink(plan_study(goal, request, _tiny_overrides(model_dir), datasets=datasets, hub_reachable=False))
+    study, _ = open_study(study, settings)
+
+    result = run_study(study, settings, echo=lambda line: None)
+
+    assert result.state == "succeeded", result.failure
+    store = ExperimentStore(settings.runs_dir)
+    first, second = (store.load(member.experiment_id) for member in study.members)
+    assert Stage.EVALUATE_BASE in first.completed_stages
+    assert Stage.EVALUATE_BASE not in second.completed_stages
+    assert second.baseline_scores == first.baseline_scores
+    assert any(d.action == "carry over the base scores" and first.id in d.reason for d in second.decisions)
+    assert "| small | humaneval pass@1 " in result.report_path.read_text()

@@ -16,7 +16,7 @@ from .approval import Approver
 from .config import Settings
 from .errors import ApprovalRejectedError, ConfigError, StateError
 from .loop import STATE_OF_STATUS, ApprovalLimits, TerminalState, open_experiment, plan_differences, run_experiment
-from .state import Decision, Experiment, ExperimentStatus, Score
+from .state import Decision, Experiment, ExperimentStatus, Score, Stage
 from .store import ExperimentStore
 from .study import Study, StudyMember, StudyStore
 from .study_gate import StudyMemberApprover, approve_study
@@ -139,9 +139,13 @@ def _run_member(
 ) -> ExperimentStatus:
     """Open (or resume) one member experiment and run it with the loop; return its status."""
     carried_scores: list[Score] = []
+    carried_reason = f"the base model is the best checkpoint of {member.base_from}, scored there on the same problems"
     if member.base_from and saved is None:
         member.plan.base_model, carried_scores = hand_over_model(study, member, settings)
         _save(study, settings, "model_handed_over", experiment_id=member.experiment_id, base_model=member.plan.base_model)
+    elif saved is None:
+        carried_scores, source = shared_base_scores(study, member, settings)
+        carried_reason = f"{source} scored the same base model on the same problems with the same engine"
     limits = ApprovalLimits.of(saved) if saved is not None else _member_limits(study, member, settings)
     member_approver = StudyMemberApprover(study, member.experiment_id, approver)
     ctx, resumed = open_experiment(
@@ -152,14 +156,32 @@ def _run_member(
         ctx.experiment.policy_files = list(policy_files)
     if carried_scores and not resumed:
         ctx.experiment.baseline_scores = carried_scores
+        ctx.experiment.plan.stages = [stage for stage in ctx.experiment.plan.stages if stage != Stage.EVALUATE_BASE]
         ctx.experiment.decisions.append(Decision(
-            by="system", action="carry over the base scores",
-            reason=f"the base model is the best checkpoint of {member.base_from}, scored there on the same problems",
+            by="system", action="carry over the base scores", reason=carried_reason,
             evidence={score.benchmark: score.value for score in carried_scores},
         ))
     with ctx.store.lock(ctx.experiment.id):
         run_experiment(ctx, max_steps=max_steps)
     return ctx.experiment.status
+
+
+def shared_base_scores(study: Study, member: StudyMember, settings: Settings) -> tuple[list[Score], str | None]:
+    """Return the base scores of an earlier member with the same base model, benchmarks and engine, and its id.
+
+    Members of a dataset or method comparison share their base model, so it is scored once. Returns no scores
+    when no earlier member has scored that base model.
+    """
+    store = ExperimentStore(settings.runs_dir)
+    plan = member.plan
+    for other in study.members[: study.members.index(member)]:
+        if not store.exists(other.experiment_id):
+            continue
+        earlier = store.load(other.experiment_id)
+        same_scoring = earlier.plan.benchmarks == plan.benchmarks and earlier.plan.eval_engine == plan.eval_engine
+        if earlier.baseline_scores and earlier.plan.base_model == plan.base_model and same_scoring:
+            return [score.model_copy() for score in earlier.baseline_scores], earlier.id
+    return [], None
 
 
 def hand_over_model(study: Study, member: StudyMember, settings: Settings) -> tuple[str, list[Score]]:
