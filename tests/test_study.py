@@ -98,6 +98,7 @@ def test_pipeline_plan_chains_stages(tiny_inputs):
     study = plan_study("SFT then SFT then export", request, PlanOverrides(model=str(model)), datasets=[str(rows)] * 2, hub_reachable=False)
 
     first, second = study.members
+    assert "method SFT: stage 2 of the pipeline the goal names" in second.plan.reasons
     assert first.base_from is None
     assert second.base_from == first.experiment_id
     assert Stage.EVALUATE_BASE in first.plan.stages

@@ -32,7 +32,9 @@ class StudyRequest:
     dimension: CandidateDimension | None = None
     """The dimension that a comparison's candidates differ in."""
     candidates: tuple[str, ...] = ()
-    """Candidate values given with repeated flags; empty when the embedded candidate list applies."""
+    """Candidate values from repeated flags or named by the goal; empty when the embedded candidate list applies."""
+    candidates_from_flags: bool = False
+    """Whether the candidates came from a repeated flag rather than from the goal's words."""
     export: bool = False
     """The goal ends with an export, which runs after the last stage only."""
     reasons: list[str] = field(default_factory=list)
@@ -77,7 +79,8 @@ def read_study_goal(goal: str, *, models: list[str], datasets: list[str], method
     if repeated:
         (name, values), = repeated.items()
         reason = f"comparison of {len(values)} {name}s: `--{name}` was given {len(values)} times"
-        return StudyRequest(kind="comparison", dimension=name, candidates=tuple(values), export=export, reasons=[reason])  # type: ignore[arg-type]
+        return StudyRequest(kind="comparison", dimension=name, candidates=tuple(values), candidates_from_flags=True,  # type: ignore[arg-type]
+                            export=export, reasons=[reason])
     match = _COMPARISON_WORDS.search(goal)
     if match and len(stage_methods := named_methods(goal)) > 1:
         reason = f"comparison of methods {', '.join(m.upper() for m in stage_methods)}: the goal says {match.group(0)!r} and names them"

@@ -72,6 +72,7 @@ def _plan_pipeline(goal: str, request: StudyRequest, overrides: PlanOverrides, *
                 f"`--dataset` per stage, in stage order."
             ) from err
         check_plan_inputs(plan, hub_reachable=hub_reachable)
+        _restate_method_reason(plan, f"stage {index + 1} of the pipeline the goal names")
         label = f"stage {index + 1}: {method.upper()}"
         previous = members[-1].experiment_id if members else None
         if previous is not None:
@@ -109,15 +110,25 @@ def _plan_comparison(goal: str, request: StudyRequest, overrides: PlanOverrides,
         raise ConfigError(f"The candidates {candidates!r} repeat a value; pass each `--{dimension}` once.")
 
     names = [_short_name(candidate) for candidate in candidates]
-    study_id = _trim(f"compare-{dimension}s-{'-vs-'.join(slugify(name) for name in names)}")
+    # Dataset and method comparisons name their shared model too, so the same comparison on two models gets two ids.
+    shared_model = "" if dimension == "model" else slugify(_short_name(overrides.model or DEFAULT_MODEL)) + "-"
+    study_id = _trim(f"compare-{dimension}s-{shared_model}{'-vs-'.join(slugify(name) for name in names)}")
     members = []
     for index, (candidate, name) in enumerate(zip(candidates, names, strict=True)):
         changes = {dimension: candidate, "method": candidate if dimension == "method" else overrides.method}
         plan = make_plan(goal, _member_overrides(overrides, **changes), hub_reachable=hub_reachable)
         check_plan_inputs(plan, hub_reachable=hub_reachable)
+        if dimension == "method" and not request.candidates_from_flags:
+            _restate_method_reason(plan, "a candidate that the goal names")
         members.append(StudyMember(experiment_id=f"{study_id}--{index + 1}-{slugify(name)[:30]}", label=name, plan=plan))
     reasons.append("every candidate is scored on the same benchmark problems with the same engine, so the scores compare")
     return Study(id=study_id, kind="comparison", goal=goal.strip(), dimension=dimension, members=members, reasons=reasons)
+
+
+def _restate_method_reason(plan: Plan, source: str) -> None:
+    """Replace the reason `make_plan` gives for a method passed as an override, which names `--method`."""
+    plan.reasons = [f"method {plan.method.upper()}: {source}" if reason.startswith("method ") and reason.endswith("set with --method")
+                    else reason for reason in plan.reasons]
 
 
 def _member_overrides(overrides: PlanOverrides, *, method: str | None, **changes) -> PlanOverrides:

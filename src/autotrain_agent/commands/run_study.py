@@ -96,7 +96,8 @@ def format_study_plan(study: Study) -> str:
     lines = [f"Plan for study {study.id}: {kind}, {len(study.members)} experiments", "  why:", *(f"    - {reason}" for reason in study.reasons)]
     for index, member in enumerate(study.members, start=1):
         plan = member.plan
-        if member.base_from and not Path(plan.base_model).is_dir():
+        # Until the previous stage hands its model over, the plan names the pipeline's first model.
+        if member.base_from and Path(plan.base_model).name != member.base_from:
             plan = plan.model_copy(update={"base_model": f"best checkpoint of {member.base_from}, merged (base: {plan.base_model})"})
         lines += ["", f"Experiment {index} of {len(study.members)}, {member.label}:", format_plan(member.experiment_id, plan)]
         if member.estimated_cost_usd:
