@@ -31,7 +31,8 @@ def test_plan_only_text_lists_choices_and_reasons(tmp_path, capsys):
     [
         (["make it better", "--plan-only"], "--dataset"),  # no known domain
         (["improve code solving", "--method", "ppo", "--plan-only"], "Unknown method 'ppo'"),
-        (["improve code solving with DPO", "--plan-only"], "--method sft"),  # planned method, not built
+        (["improve code solving with DPO", "--plan-only"], "preference JSONL"),  # DPO without preference data
+        (["improve code solving with PPO", "--plan-only"], "supported methods: sft, dpo, grpo"),  # unknown method
         (["improve code", "--benchmark", "mmlu", "--plan-only"], "Unknown benchmark 'mmlu'"),
     ],
 )

@@ -75,3 +75,14 @@ def test_bigger_model_takes_longer():
     large = estimate_job(gpu_plan(), flavor, num_parameters=8_000_000_000, num_rows=10_000)
 
     assert large.minutes > small.minutes
+
+
+def test_grpo_estimate_counts_generation():
+    from autotrain_agent.estimate import estimate_training_minutes
+    from autotrain_agent.recipes import make_plan
+
+    grpo = make_plan("improve code solving with GRPO")
+    without_generation = grpo.model_copy(deep=True)
+    without_generation.hyperparameters.max_completion_length = None
+
+    assert estimate_training_minutes(grpo) > estimate_training_minutes(without_generation)

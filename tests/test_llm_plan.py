@@ -39,3 +39,12 @@ def test_fixed_choices_are_not_offered():
     candidates = plan_candidates(PlanOverrides(model="./mine", method="sft"), hub_reachable=False)
 
     assert set(candidates) == {"dataset", "benchmark"}
+
+
+def test_method_candidates_fit_the_data(tmp_path):
+    builtin = plan_candidates(PlanOverrides(), hub_reachable=False)["method"]
+    own_data = plan_candidates(PlanOverrides(dataset=str(tmp_path / "rows.jsonl")), hub_reachable=False)["method"]
+
+    # The builtin code set has tests but no preference pairs; a user's file may have pairs but no reward.
+    assert set(builtin) == {"sft", "grpo"}
+    assert set(own_data) == {"sft", "dpo"}

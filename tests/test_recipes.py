@@ -64,9 +64,60 @@ def test_unknown_method_rejected():
         make_plan("improve code solving", PlanOverrides(method="ppo"))
 
 
-def test_unsupported_method_names_alternative():
-    with pytest.raises(NotImplementedError, match="--method sft"):
+def test_goal_naming_ppo_lists_supported_methods():
+    with pytest.raises(ConfigError, match="supported methods: sft, dpo, grpo"):
+        make_plan("improve code solving with PPO")
+
+
+def test_grpo_goal_plans_code_rewards():
+    plan = make_plan("improve code solving with GRPO")
+
+    assert plan.method == "grpo"
+    assert plan.reward_functions == ["code_pass_fraction", "code_format"]
+    assert plan.hyperparameters.num_generations == 4
+    assert plan.hyperparameters.effective_batch_size % plan.hyperparameters.num_generations == 0
+    assert plan.hyperparameters.max_completion_length == 192
+    assert plan.hyperparameters.completion_only_loss is False
+
+
+def test_dpo_goal_plans_beta_and_lora_rate(tmp_path):
+    prefs = tmp_path / "prefs.jsonl"
+
+    plan = make_plan("fine-tune with DPO on my preferences", PlanOverrides(dataset=str(prefs)))
+
+    assert plan.method == "dpo"
+    assert plan.hyperparameters.beta == 0.1
+    assert plan.hyperparameters.learning_rate == 5e-5
+
+
+def test_dpo_full_fine_tune_rate_by_size(tmp_path):
+    overrides = PlanOverrides(dataset=str(tmp_path / "prefs.jsonl"), model="Qwen/Qwen3-14B", use_lora=False)
+
+    plan = make_plan("improve code solving with DPO", overrides)
+
+    assert plan.hyperparameters.learning_rate == 5e-7
+
+
+def test_dpo_on_builtin_code_data_rejected():
+    with pytest.raises(ConfigError, match="preference"):
         make_plan("improve code solving with DPO")
+
+
+def test_method_flag_overrides_goal():
+    plan = make_plan("improve code solving with SFT", PlanOverrides(method="grpo"))
+
+    assert plan.method == "grpo"
+    assert "set with --method" in plan.reasons[0]
+
+
+def test_grpo_on_own_data_needs_reward(tmp_path):
+    with pytest.raises(ConfigError, match="--reward"):
+        make_plan("improve code solving with GRPO", PlanOverrides(dataset=str(tmp_path / "prompts.jsonl")))
+
+
+def test_reward_flag_rejected_for_sft():
+    with pytest.raises(ConfigError, match="GRPO only"):
+        make_plan("improve code solving with SFT", PlanOverrides(reward_functions=["code_format"]))
 
 
 def test_negative_max_steps_rejected():

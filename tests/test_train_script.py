@@ -120,13 +120,13 @@ def test_full_fine_tune_saves_full_model(tmp_path, tiny_model):
 
 
 def test_unsupported_method_fails_with_clear_error(tmp_path, tiny_model):
-    backend, job_id, output_dir, _ = run_training(tmp_path, tiny_model, method="dpo")
+    backend, job_id, output_dir, _ = run_training(tmp_path, tiny_model, method="ppo")
 
     status = backend.inspect_job(job_id)
 
     assert status.stage == "failed"
     assert status.exit_code == 2
-    assert "`method` 'dpo' is not supported" in status.message
+    assert "`method` 'ppo' is not supported" in status.message
 
 
 def test_missing_model_fails_with_status_file(tmp_path, tiny_model):

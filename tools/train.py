@@ -11,13 +11,15 @@
 # ///
 """Train one run with TRL and record its status, progress and metrics next to the checkpoints.
 
-A backend runs this script for the `submit_run` tool of autotrain-agent. The script never imports autotrain_agent, so
-it works on its own on any machine that has the dependencies above.
+A backend runs this script for the `submit_run` tool of autotrain-agent. SFT and DPO runs never import
+autotrain_agent, so they work on any machine that has the dependencies above. GRPO runs import their reward
+functions, and the sandbox that runs generated code, from the installed autotrain_agent package.
 
     python tools/train.py --config run_config.json
 
-The JSON config holds: run_id, model_path, dataset_path (JSONL with a `messages` column), output_dir, method
-("sft"), max_steps (or null to train num_train_epochs), per_device_train_batch_size, gradient_accumulation_steps,
+The JSON config holds: run_id, model_path, dataset_path (JSONL: `messages` or `prompt`/`completion` rows for SFT,
+`prompt`/`chosen`/`rejected` for DPO, `prompt` plus the reward functions' columns for GRPO), output_dir, method
+("sft", "dpo" or "grpo"), max_steps (or null to train num_train_epochs), per_device_train_batch_size, gradient_accumulation_steps,
 learning_rate, lr_scheduler_type, warmup_ratio, max_length, lora ({r, alpha, dropout, target_modules} or null for a
 full fine-tune), logging_steps, save_steps, save_total_limit, seed, trackio_project, trackio_run_name,
 assistant_only_loss, gradient_checkpointing, use_cpu (null picks the CPU when CUDA is missing),
@@ -26,8 +28,11 @@ completion_only_loss (learn only the last assistant turn of each `messages` row)
 ("random", or "group_by_length" for less padding), num_threads (torch CPU threads; null uses OMP_NUM_THREADS,
 else one per two cores), hub_repo (push every checkpoint to this private Hub repository while training; null
 keeps them local) and init_adapter_path (a saved LoRA adapter to keep training, with a new schedule and a fresh
-optimizer; null starts a new adapter from `lora`) and dataset_repo (a Hub dataset repository that holds
-dataset_path, downloaded with the job's HF_TOKEN; null reads dataset_path from this machine).
+optimizer; null starts a new adapter from `lora`), dataset_repo (a Hub dataset repository that holds
+dataset_path, downloaded with the job's HF_TOKEN; null reads dataset_path from this machine). DPO and GRPO read beta
+(DPO's preference strength, default 0.1; GRPO's KL weight, default 0). GRPO reads reward_functions (specs such as
+"code_pass_fraction", "module:function" or "file.py:function"), adapt_reward_functions (pass message text and drop
+unknown keywords), num_generations, max_completion_length and temperature.
 
 Files written under output_dir:
     status.json        {run_id, state, pid, started_at, finished_at, exit_reason, failure_kind, error}, atomically.
@@ -56,7 +61,7 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger("train")
 
-SUPPORTED_METHODS = ("sft",)
+SUPPORTED_METHODS = ("sft", "dpo", "grpo")
 REQUIRED_KEYS = ("run_id", "model_path", "dataset_path", "output_dir")
 DEFAULTS = {
     "method": "sft",
@@ -85,6 +90,12 @@ DEFAULTS = {
     "hub_repo": None,
     "init_adapter_path": None,
     "dataset_repo": None,
+    "beta": None,
+    "num_generations": 4,
+    "max_completion_length": 256,
+    "temperature": 1.0,
+    "reward_functions": [],
+    "adapt_reward_functions": False,
 }
 
 
@@ -164,6 +175,7 @@ def load_run_config(path: Path) -> dict:
             raise RunConfigError(f"`{key}` must be a positive integer, got {config[key]!r}")
     if config["lora"] is not None:
         _check_lora(config["lora"])
+    _check_method_settings(config)
     if not config["dataset_repo"] and not Path(config["dataset_path"]).is_file():
         raise RunConfigError(f"`dataset_path` {config['dataset_path']!r} is not a file; write the JSONL dataset first")
     return config
@@ -176,7 +188,36 @@ def _check_lora(lora: object) -> None:
         raise RunConfigError(f"`lora.r` must be a positive integer, got {lora.get('r')!r}")
 
 
+def _check_method_settings(config: dict) -> None:
+    if config["beta"] is not None and (not isinstance(config["beta"], (int, float)) or config["beta"] < 0):
+        raise RunConfigError(f"`beta` must be a non-negative number or null, got {config['beta']!r}")
+    if config["method"] != "grpo":
+        return
+    if not config["reward_functions"]:
+        raise RunConfigError("`reward_functions` must name at least one reward function for GRPO")
+    generations = config["num_generations"]
+    if not isinstance(generations, int) or generations < 2:
+        raise RunConfigError(f"`num_generations` must be an integer of at least 2, got {generations!r}")
+    batch = config["per_device_train_batch_size"] * config["gradient_accumulation_steps"]
+    if batch % generations:
+        raise RunConfigError(
+            f"`per_device_train_batch_size` x `gradient_accumulation_steps` ({batch}) must be a multiple of "
+            f"`num_generations` ({generations}): each prompt's completions are scored as one group"
+        )
+    if not isinstance(config["max_completion_length"], int) or config["max_completion_length"] <= 0:
+        raise RunConfigError(f"`max_completion_length` must be a positive integer, got {config['max_completion_length']!r}")
+
+
 def train(config: dict) -> dict:
+    """Train with the config's method and return the end-of-run summary."""
+    if config["method"] == "dpo":
+        return _train_dpo(config)
+    if config["method"] == "grpo":
+        return _train_grpo(config)
+    return _train_sft(config)
+
+
+def _train_sft(config: dict) -> dict:
     """Train with TRL's SFTTrainer and return the end-of-run summary."""
     import torch
     from datasets import load_dataset
@@ -240,6 +281,123 @@ def train(config: dict) -> dict:
         peft_config=peft_config,
         callbacks=[progress],
     )
+    return _train_and_save(trainer, progress, tokenizer, config)
+
+
+def _train_dpo(config: dict) -> dict:
+    """Train with TRL's DPOTrainer on `prompt`/`chosen`/`rejected` rows and return the end-of-run summary.
+
+    The reference model is TRL's: with LoRA it is the base model with the adapter disabled, so no second copy of
+    the weights is loaded. For a full fine-tune TRL copies the model.
+    """
+    from datasets import load_dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer, use_cpu, peft_config = _load_policy_model(config)
+    dataset = load_dataset("json", data_files=str(config["dataset_path"]), split="train")
+    dpo_config = DPOConfig(
+        **_common_trainer_arguments(config, use_cpu=use_cpu),
+        beta=float(config["beta"]) if config["beta"] is not None else 0.1,
+        max_length=config["max_length"],
+    )
+    progress = ProgressCallback(Path(config["output_dir"]), max_nonfinite_losses=config["max_nonfinite_losses"])
+    trainer = DPOTrainer(
+        model=model,
+        args=dpo_config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[progress],
+    )
+    return _train_and_save(trainer, progress, tokenizer, config)
+
+
+def _train_grpo(config: dict) -> dict:
+    """Train with TRL's GRPOTrainer on `prompt` rows scored by the config's reward functions.
+
+    The reward functions are imported from the installed autotrain_agent package (or a file named in the spec),
+    each wrapped in its reward adapter, so a wrong count or a non-finite reward stops the run with the function's
+    name. The dataset's other columns reach the reward functions as keyword arguments.
+    """
+    from datasets import load_dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    # NOTE: the job imports autotrain_agent for the reward functions and the sandbox, so a Hugging Face Jobs
+    # machine needs the package among its dependencies; the script's inline metadata does not list it.
+    from autotrain_agent.rewards.registry import load_reward_functions
+
+    reward_functions = load_reward_functions(config["reward_functions"], adapt=bool(config["adapt_reward_functions"]))
+    model, tokenizer, use_cpu, peft_config = _load_policy_model(config)
+    dataset = load_dataset("json", data_files=str(config["dataset_path"]), split="train")
+    grpo_config = GRPOConfig(
+        **_common_trainer_arguments(config, use_cpu=use_cpu),
+        num_generations=config["num_generations"],
+        max_completion_length=config["max_completion_length"],
+        temperature=float(config["temperature"]),
+        beta=float(config["beta"]) if config["beta"] is not None else 0.0,
+    )
+    progress = ProgressCallback(Path(config["output_dir"]), max_nonfinite_losses=config["max_nonfinite_losses"])
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions,
+        args=grpo_config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[progress],
+    )
+    return _train_and_save(trainer, progress, tokenizer, config)
+
+
+def _load_policy_model(config: dict):
+    """Load the tokenizer and the model to train; return them with `use_cpu` and the LoRA config for TRL.
+
+    A model that continues a saved adapter comes back as a trainable `PeftModel`, with no LoRA config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _set_torch_threads(torch, config["num_threads"])
+    use_cpu = config["use_cpu"] if config["use_cpu"] is not None else not torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32 if use_cpu else torch.bfloat16)
+    if not config["init_adapter_path"]:
+        return model, tokenizer, use_cpu, _build_peft_config(config["lora"])
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, config["init_adapter_path"], is_trainable=True), tokenizer, use_cpu, None
+
+
+def _common_trainer_arguments(config: dict, *, use_cpu: bool) -> dict:
+    """Return the TRL config arguments that every method shares: schedule, logging, saving, Trackio, device."""
+    return dict(
+        output_dir=str(config["output_dir"]),
+        max_steps=config["max_steps"] if config["max_steps"] is not None else -1,
+        num_train_epochs=float(config["num_train_epochs"]),
+        per_device_train_batch_size=config["per_device_train_batch_size"],
+        gradient_accumulation_steps=config["gradient_accumulation_steps"],
+        learning_rate=float(config["learning_rate"]),
+        lr_scheduler_type=config["lr_scheduler_type"],
+        # transformers 5 dropped `warmup_ratio`: a float in [0, 1) passed as `warmup_steps` is the ratio.
+        warmup_steps=float(config["warmup_ratio"]),
+        logging_steps=config["logging_steps"],
+        save_steps=config["save_steps"],
+        save_total_limit=config["save_total_limit"],
+        seed=config["seed"],
+        report_to="trackio",
+        project=config["trackio_project"],
+        run_name=config["trackio_run_name"] or config["run_id"],
+        activation_checkpointing=config["gradient_checkpointing"],
+        use_cpu=use_cpu,
+        bf16=not use_cpu,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **hub_push_arguments(config["hub_repo"]),
+    )
+
+
+def _train_and_save(trainer, progress: "ProgressCallback", tokenizer, config: dict) -> dict:
+    """Train, stop on a non-finite loss streak, save the final model and tokenizer, and write the summary."""
     result = trainer.train()
     if progress.nonfinite_streak >= config["max_nonfinite_losses"]:
         raise NonFiniteLossError(
@@ -247,6 +405,7 @@ def train(config: dict) -> dict:
             f"{trainer.state.global_step}; lower `learning_rate` or use fp32/bf16"
         )
 
+    output_dir = Path(config["output_dir"])
     final_dir = output_dir / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))

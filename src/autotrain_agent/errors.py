@@ -93,3 +93,7 @@ class CheckpointSaveError(AutotrainError, RuntimeError):
 
 class QuickTestFailedError(AutotrainError, RuntimeError):
     """The quick test run before a paid full run failed, so the full run was not submitted."""
+
+
+class RewardFunctionError(AutotrainError, ValueError):
+    """A GRPO reward function failed, or returned something other than one finite value or `None` per completion."""

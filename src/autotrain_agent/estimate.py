@@ -23,6 +23,9 @@ CPU_TRANSFORMERS_S_PER_PROBLEM = 40.0
 # NOTE: the mean sequence length is unknown until the dataset is validated; this guess fits the built-in
 # code dataset (median 356 tokens with SmolLM2's tokenizer).
 ASSUMED_TOKENS_PER_SEQUENCE = 370
+# NOTE: GRPO sampling throughput with transformers `generate`, 4 sequences in a batch, is an estimate scaled from
+# the single-sequence rate of about 5 tokens/s measured on this CPU, not a measurement of GRPO steps.
+CPU_GENERATION_TOKENS_PER_S = 15.0
 # Model conversion, dataset build and harness calibration on a first run, plus merging and GGUF conversion.
 SETUP_MINUTES = 2.0
 
@@ -36,7 +39,11 @@ def estimate_training_minutes(plan: Plan, *, num_parameters: int | None = None) 
     # NOTE: an epoch-based plan has no step count before the dataset is validated; 100 steps is a placeholder.
     steps = hp.max_steps or 100
     tokens = steps * hp.effective_batch_size * min(hp.max_length, ASSUMED_TOKENS_PER_SEQUENCE)
-    return round(tokens / CPU_TRAIN_TOKENS_PER_S * params / REFERENCE_PARAMETERS / 60, 1)
+    seconds = tokens / CPU_TRAIN_TOKENS_PER_S
+    if plan.method == "grpo" and hp.max_completion_length:
+        # Each step first samples its completions; the group is generated as one batch, at most this long.
+        seconds += steps * hp.effective_batch_size * hp.max_completion_length / CPU_GENERATION_TOKENS_PER_S
+    return round(seconds * params / REFERENCE_PARAMETERS / 60, 1)
 
 
 def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:

@@ -34,10 +34,20 @@ def plan_candidates(overrides: PlanOverrides, *, hub_reachable: bool) -> dict[st
             datasets[HUB_CODE_DATASET] = "competitive-programming solutions with reasoning, from the Hub"
         candidates["dataset"] = datasets
     if overrides.method is None:
-        candidates["method"] = {method: "supported by this version" for method in SUPPORTED_METHODS}
+        candidates["method"] = _method_candidates(overrides, hub_reachable=hub_reachable)
     if overrides.benchmark is None:
         candidates["benchmark"] = {"humaneval": "164 Python problems, pass@1 with sandboxed tests"}
     return candidates
+
+
+def _method_candidates(overrides: PlanOverrides, *, hub_reachable: bool) -> dict[str, str]:
+    """Return the methods the plan can use with its data, so that no proposal fails at planning."""
+    methods = {"sft": "supervised fine-tuning on the reference answers"}
+    if overrides.dataset is not None:
+        methods["dpo"] = "preference optimisation; needs prompt, chosen and rejected columns"
+    if overrides.reward_functions or (overrides.dataset is None and not hub_reachable):
+        methods["grpo"] = "reinforcement learning from rewards; the builtin code set is scored by running its tests"
+    return {method: reason for method, reason in methods.items() if method in SUPPORTED_METHODS}
 
 
 def propose_plan(goal: str, model: Model, *, overrides: PlanOverrides | None = None, hub_reachable: bool = False) -> Plan:

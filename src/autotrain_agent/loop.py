@@ -77,6 +77,7 @@ def open_experiment(
     backend=None,
     approver: Approver | None = None,
     limits: ApprovalLimits | None = None,
+    experiment_id: str | None = None,
     echo=print,
 ) -> tuple[ExperimentContext, bool]:
     """Return the context of the experiment for `plan`, resuming the saved one if it exists.
@@ -90,13 +91,15 @@ def open_experiment(
         backend: Runs the jobs; default the plan's backend.
         approver: Answers the approval gate; `None` rejects every paid submission.
         limits: Budget and approval limits of a new experiment.
+        experiment_id: The experiment's id; default `<model>-<dataset>-<method>` from the plan. Studies name their
+            members themselves, because a later pipeline stage's model folder says nothing about the stage.
         echo: Writes one line for the user.
 
     Returns:
         The context and whether the experiment was resumed.
     """
     store = ExperimentStore(settings.runs_dir)
-    experiment_id = experiment_id_for(plan)
+    experiment_id = experiment_id or experiment_id_for(plan)
     resumed = store.exists(experiment_id)
     limits = limits or ApprovalLimits()
     if resumed:
@@ -258,7 +261,8 @@ def _close_after_stop(ctx: ExperimentContext, stop_reason: StopReason, *, detail
     return reason
 
 
-_STATES: dict[ExperimentStatus, TerminalState] = {
+# The typed result of each status; studies report their own status the same way.
+STATE_OF_STATUS: dict[ExperimentStatus, TerminalState] = {
     ExperimentStatus.SUCCEEDED: "succeeded",
     ExperimentStatus.FAILED: "failed",
     ExperimentStatus.STOPPED: "stopped_by_policy",
@@ -275,7 +279,7 @@ def result_of(ctx: ExperimentContext, *, reason: str | None = None, steps: int =
     experiment = ctx.experiment
     return ExperimentResult(
         experiment_id=experiment.id,
-        state=_STATES[experiment.status],
+        state=STATE_OF_STATUS[experiment.status],
         reason=reason,
         report_path=ctx.report_path,
         completed_stages=list(experiment.completed_stages),

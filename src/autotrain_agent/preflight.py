@@ -23,9 +23,12 @@ def check_plan_inputs(plan: Plan, *, hub_reachable: bool) -> None:
             installed package, nor reachable.
         DatasetError: If the dataset is a missing local path, or a Hub id while the Hub is unreachable.
         ConfigError: If the plan linter finds settings known to break training.
+        RewardFunctionError: If a reward function cannot be imported. Functions are called only later, in the
+            dry run before submission, once the training rows exist.
     """
     _check_model(plan.base_model, hub_reachable=hub_reachable)
     _check_dataset(plan.dataset.reference, hub_reachable=hub_reachable)
+    _check_reward_functions(plan.reward_functions)
     check_training_config(plan_training_settings(plan))
 
 
@@ -101,3 +104,10 @@ def _check_dataset(reference: str, *, hub_reachable: bool) -> None:
             f"Dataset {reference!r} looks like a Hub id, but the Hub is unreachable; pass `--dataset` with a local "
             f"JSONL, JSON, CSV or Parquet file."
         )
+
+
+def _check_reward_functions(specs: list[str]) -> None:
+    from .rewards.registry import load_reward_function
+
+    for spec in specs:
+        load_reward_function(spec)

@@ -59,7 +59,11 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
 
 def write_report(experiment: Experiment, path: Path, *, runs_root: Path | None = None) -> Path:
     """Render the report and replace `path` atomically."""
-    text = render_report(experiment, runs_root=runs_root)
+    return replace_report_text(render_report(experiment, runs_root=runs_root), path)
+
+
+def replace_report_text(text: str, path: Path) -> Path:
+    """Write `text` to a temporary file beside `path` and rename it over `path`, so a reader never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".report.", suffix=".md", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as tmp:
@@ -119,6 +123,24 @@ def _validation_notes(validation: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _method_parameters(plan) -> list[tuple[str, str]]:
+    """Return the report rows of the hyperparameters that only DPO or GRPO use."""
+    hp = plan.hyperparameters
+    if plan.method == "dpo":
+        return [("DPO beta", f"{hp.beta:g}"), ("Reference model", "the base model (TRL; the adapter disabled under LoRA)")]
+    if plan.method == "grpo":
+        rewards = ", ".join(f"`{name}`" for name in plan.reward_functions)
+        adapted = " (adapted: message text, unknown keywords dropped)" if plan.adapt_reward_functions else ""
+        return [
+            ("Generations per prompt", str(hp.num_generations)),
+            ("Max completion length", f"{hp.max_completion_length} tokens"),
+            ("Temperature", f"{hp.temperature:g}"),
+            ("KL beta", f"{hp.beta:g}"),
+            ("Reward functions", rewards + adapted),
+        ]
+    return []
+
+
 def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:
     plan = experiment.plan
     hp = plan.hyperparameters
@@ -135,6 +157,7 @@ def _run_view(experiment: Experiment, run: Run) -> dict[str, Any]:
         ("Effective batch", str(hp.effective_batch_size)),
         ("Learning rate", f"{hp.learning_rate:g} ({hp.lr_scheduler_type}, warmup {hp.warmup_ratio:g})"),
         ("LoRA", f"r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets={lora.target_modules}" if lora else "none (full fine-tune)"),
+        *_method_parameters(plan),
         ("Precision", "float32 (CPU)" if run.hardware == "cpu" else "bfloat16"),
         ("Hardware", f"{run.backend} / {run.hardware}"),
         ("Trackio", f"project `{run.trackio_project}`, run `{run.trackio_run}`"),

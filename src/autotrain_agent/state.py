@@ -109,6 +109,15 @@ class Hyperparameters(_Model):
     """Compute the loss on the final assistant reply only, not on the prompt."""
     group_by_length: bool = True
     """Batch sequences of similar length together, so less compute goes to padding."""
+    beta: float | None = Field(None, ge=0)
+    """DPO: strength of the preference against the reference model. GRPO: weight of the KL penalty, where 0 loads
+    no reference model. `None` for SFT."""
+    num_generations: int | None = Field(None, ge=2)
+    """GRPO: completions sampled per prompt and compared as one group."""
+    max_completion_length: int | None = Field(None, gt=0)
+    """GRPO: most tokens generated per completion."""
+    temperature: float | None = Field(None, gt=0)
+    """GRPO: sampling temperature of the completions."""
 
     @property
     def effective_batch_size(self) -> int:
@@ -185,6 +194,10 @@ class Plan(_Model):
     """Most training runs the experiment may submit, policy retries and extensions included."""
     budget_minutes: float | None = Field(None, gt=0)
     """Training wall time the experiment may spend over all runs; `None` sets no limit."""
+    reward_functions: list[str] = Field(default_factory=list)
+    """GRPO reward functions: builtin names such as `code_pass_fraction`, `module:function` or `file.py:function`."""
+    adapt_reward_functions: bool = False
+    """Pass message text instead of message lists to reward functions and drop keywords they do not accept."""
 
 
 class Score(_Model):

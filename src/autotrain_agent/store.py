@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ExperimentLockedError, ExperimentNotFoundError, StateError
 from .state import Experiment, utc_now
@@ -26,7 +26,16 @@ logger = logging.getLogger(__name__)
 
 
 class ExperimentStore:
-    """Saves and loads experiments below one root folder."""
+    """Saves and loads experiments below one root folder.
+
+    Subclasses store other records with an `id` and an `updated_at` field (studies) by overriding
+    `snapshot_name` and `record_type`.
+    """
+
+    snapshot_name = "state.json"
+    """File name of the snapshot inside a record's folder."""
+    record_type: type[BaseModel] = Experiment
+    """The pydantic model that a snapshot parses into."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -37,13 +46,13 @@ class ExperimentStore:
 
     def exists(self, experiment_id: str) -> bool:
         """Return whether a snapshot exists for `experiment_id`."""
-        return (self.folder(experiment_id) / "state.json").is_file()
+        return (self.folder(experiment_id) / self.snapshot_name).is_file()
 
     def list_ids(self) -> list[str]:
         """Return the ids of all saved experiments, sorted."""
         if not self.root.is_dir():
             return []
-        return sorted(p.parent.name for p in self.root.glob("*/state.json"))
+        return sorted(p.parent.name for p in self.root.glob(f"*/{self.snapshot_name}"))
 
     def load(self, experiment_id: str) -> Experiment:
         """Load the latest snapshot of an experiment.
@@ -52,7 +61,7 @@ class ExperimentStore:
             ExperimentNotFoundError: If there is no snapshot.
             StateError: If the snapshot does not parse.
         """
-        path = self.folder(experiment_id) / "state.json"
+        path = self.folder(experiment_id) / self.snapshot_name
         if not path.is_file():
             known = ", ".join(self.list_ids()) or "none"
             raise ExperimentNotFoundError(
@@ -60,7 +69,7 @@ class ExperimentStore:
                 f"`autotrain-agent status` and the folder with `--output-dir`."
             )
         try:
-            return Experiment.model_validate_json(path.read_text(encoding="utf-8"))
+            return self.record_type.model_validate_json(path.read_text(encoding="utf-8"))
         except ValidationError as err:
             raise StateError(
                 f"The state file {path} is invalid ({err.error_count()} errors, first: {err.errors()[0]['msg']}); "
@@ -85,7 +94,7 @@ class ExperimentStore:
                 tmp.write(snapshot)
                 tmp.flush()
                 os.fsync(tmp.fileno())
-            os.replace(tmp_name, folder / "state.json")
+            os.replace(tmp_name, folder / self.snapshot_name)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise

@@ -21,11 +21,17 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """Register the `run` subcommand."""
     run = subparsers.add_parser(NAME, parents=parents, help="run an experiment (the default command)", description="Run or resume an experiment.")
     run.add_argument("goal", help='the goal in plain words, e.g. "improve code solving with SFT"')
-    run.add_argument("--model", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL})")
-    run.add_argument("--dataset", help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder")
+    run.add_argument("--model", action="append", help=f"base model: Hub id or local folder (default {DEFAULT_MODEL}); repeat to compare models")
+    run.add_argument("--dataset", action="append",
+                     help="training data: Hub id, local JSONL/JSON/CSV/Parquet file or folder; repeat to give each pipeline stage its own, in order, or to compare datasets")
     run.add_argument("--dataset-config", help="Hub dataset configuration name")
     run.add_argument("--map", dest="mapping", help="rename dataset columns before validation and training, source=target pairs: question=prompt,answer=completion")
-    run.add_argument("--method", help=f"training method: {describe_methods()}")
+    run.add_argument("--method", action="append",
+                     help=f"training method: {describe_methods()} (default: the one the goal names, else sft); repeat to compare methods")
+    run.add_argument("--reward", action="append", dest="rewards", metavar="SPEC",
+                     help="GRPO reward function, repeatable: code_pass_fraction, code_format, module:function or file.py:function")
+    run.add_argument("--adapt-rewards", action="store_true",
+                     help="pass message text to reward functions and drop keywords they do not accept, and record it")
     run.add_argument("--benchmark", help="benchmark: humaneval")
     run.add_argument("--max-steps", type=int, help="optimizer steps of the training run (default 30)")
     run.add_argument(
@@ -39,7 +45,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--no-lora", action="store_true", help="full fine-tune instead of LoRA")
     run.add_argument("--export", action="store_true", help="after evaluation, export verified F16 and Q4_K_M GGUF files")
     run.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder for training_runs/ and training_reports/ (default: current folder)")
-    run.add_argument("--plan-only", action="store_true", help="print the plan and stop")
+    run.add_argument("--plan-only", action="store_true", help="print the plan (of a study: every experiment and the total estimate) and stop")
     run.add_argument("--json", action="store_true", help="with --plan-only: print the plan as JSON (rejected without --plan-only)")
     run.add_argument("--max-agent-steps", type=int, default=40, help="stop the agent after this many tool calls (default 40)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -105,7 +111,17 @@ def run_command(args: argparse.Namespace) -> int:
     from ..llm import build_llm, parse_llm_spec
     from ..loop import ApprovalLimits, open_experiment
 
+    from ..study_goals import read_study_goal
+
     check_run_arguments(args)
+    request = read_study_goal(args.goal, models=args.model or [], datasets=args.dataset or [], methods=args.method or [])
+    if request.kind is not None:
+        from .run_study import run_study_command
+
+        return run_study_command(args, request)
+    # Outside a study no flag is repeated, because `read_study_goal` reads any repeated flag as a comparison.
+    args.model, args.dataset, args.method = (values[0] if values else None for values in (args.model, args.dataset, args.method))
+    args.export = args.export or request.export
     llm_spec = parse_llm_spec(args.llm, base_url=args.llm_base_url) if args.llm else None
     model = build_llm(llm_spec, max_tokens=args.llm_max_tokens) if llm_spec else None
     plan, hub_reachable = plan_from_args(args, model=model)
@@ -144,9 +160,22 @@ def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]
     from ..hub import is_hub_reachable
     from ..llm_plan import propose_plan
     from ..preflight import check_plan_inputs
+
+    overrides = overrides_from_args(args)
+    hub_reachable = is_hub_reachable()
+    if model is not None:
+        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
+    else:
+        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
+    check_plan_inputs(plan, hub_reachable=hub_reachable)
+    return plan, hub_reachable
+
+
+def overrides_from_args(args: argparse.Namespace) -> PlanOverrides:
+    """Return the choices fixed by flags; `model`, `dataset` and `method` must be single values or `None` here."""
     from .validate import parse_column_mapping
 
-    overrides = PlanOverrides(
+    return PlanOverrides(
         model=args.model,
         dataset=args.dataset,
         dataset_config=args.dataset_config,
@@ -160,14 +189,9 @@ def plan_from_args(args: argparse.Namespace, *, model=None) -> tuple[Plan, bool]
         use_lora=not args.no_lora,
         backend=args.backend,
         hub_repo=args.hub_repo,
+        reward_functions=args.rewards,
+        adapt_reward_functions=args.adapt_rewards,
     )
-    hub_reachable = is_hub_reachable()
-    if model is not None:
-        plan = propose_plan(args.goal, model, overrides=overrides, hub_reachable=hub_reachable)
-    else:
-        plan = make_plan(args.goal, overrides, hub_reachable=hub_reachable)
-    check_plan_inputs(plan, hub_reachable=hub_reachable)
-    return plan, hub_reachable
 
 
 def drive_experiment(ctx, args: argparse.Namespace, *, llm_spec=None, model=None) -> int:
@@ -238,6 +262,19 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"`--quick-test` applies only to paid runs with `--backend hf-jobs`, got `--backend {args.backend}`.")
 
 
+def _method_lines(plan: Plan) -> list[str]:
+    hp = plan.hyperparameters
+    if plan.method == "dpo":
+        return [f"  dpo:             beta {hp.beta:g}, reference model: the base model"]
+    if plan.method == "grpo":
+        return [
+            f"  grpo:            {hp.num_generations} generations per prompt, up to {hp.max_completion_length} tokens, "
+            f"temperature {hp.temperature:g}, KL beta {hp.beta:g}",
+            f"  rewards:         {', '.join(plan.reward_functions)}" + (" (adapted)" if plan.adapt_reward_functions else ""),
+        ]
+    return []
+
+
 def format_plan(experiment_id: str, plan: Plan) -> str:
     """Return the plan as text for a person, with the reasons behind it."""
     hp = plan.hyperparameters
@@ -251,6 +288,7 @@ def format_plan(experiment_id: str, plan: Plan) -> str:
         f"  method:          {plan.method.upper()} with {lora}",
         f"  hyperparameters: {f'{hp.max_steps} steps' if hp.max_steps else f'{hp.num_train_epochs:g} epochs'}, batch {hp.per_device_train_batch_size} x {hp.gradient_accumulation_steps} "
         f"accumulation, lr {hp.learning_rate:g}, max length {hp.max_length} tokens",
+        *_method_lines(plan),
         f"  benchmark:       {benchmark}, engine {plan.eval_engine}",
         *(["  export:          F16 and Q4_K_M GGUF, verified with llama.cpp"] if Stage.EXPORT in plan.stages else []),
         f"  backend:         {plan.backend} ({plan.hardware}), {'free' if plan.backend == 'local' else 'paid, approved before submission'}",

@@ -13,30 +13,41 @@ NAME = "status"
 
 def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """Register the `status` subcommand."""
-    status = subparsers.add_parser(NAME, parents=parents, help="show saved experiments", description="Show saved experiments.")
-    status.add_argument("experiment", nargs="?", help="experiment id (default: list all)")
+    status = subparsers.add_parser(NAME, parents=parents, help="show saved experiments and studies", description="Show saved experiments and studies.")
+    status.add_argument("experiment", nargs="?", help="experiment or study id (default: list all)")
     status.add_argument("--output-dir", type=Path, default=Path.cwd(), help="folder that holds training_runs/ (default: current folder)")
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     status.set_defaults(handler=status_command)
 
 
 def status_command(args: argparse.Namespace) -> int:
-    """Print one experiment's plan, stages, runs and scores, or a line per saved experiment."""
+    """Print one experiment's or study's plan, stages, runs and scores, or a line per saved experiment and study."""
     from ..store import ExperimentStore
+    from ..study import StudyStore
     from .run import format_plan
 
     store = ExperimentStore(args.output_dir.resolve() / "training_runs")
+    studies = StudyStore(store.root)
     if args.experiment is None:
         experiments = [store.load(experiment_id) for experiment_id in store.list_ids()]
+        saved_studies = [studies.load(study_id) for study_id in studies.list_ids()]
         if args.json:
-            print(json.dumps([{"id": e.id, "status": e.status.value, "goal": e.goal} for e in experiments], indent=2))
+            listing = [{"id": e.id, "status": e.status.value, "goal": e.goal} for e in experiments]
+            listing += [{"id": s.id, "status": s.status.value, "goal": s.goal, "study": s.kind, "members": [m.experiment_id for m in s.members]}
+                        for s in saved_studies]
+            print(json.dumps(listing, indent=2))
             return EXIT_OK
-        if not experiments:
+        if not experiments and not saved_studies:
             print(f"No experiments under {store.root}.")
         for experiment in experiments:
             done = f"{len(experiment.completed_stages)}/{len(experiment.plan.stages)}"
             print(f"{experiment.id}  {experiment.status.value}  stages done: {done}  {experiment.goal!r}")
+        for study in saved_studies:
+            finished = sum(store.exists(m.experiment_id) and store.load(m.experiment_id).status.value == "succeeded" for m in study.members)
+            print(f"{study.id}  {study.status.value}  {study.kind}: {finished}/{len(study.members)} experiments succeeded  {study.goal!r}")
         return EXIT_OK
+    if studies.exists(args.experiment):
+        return _print_study(studies.load(args.experiment), store, as_json=args.json)
 
     experiment = store.load(args.experiment)
     if args.json:
@@ -55,4 +66,19 @@ def status_command(args: argparse.Namespace) -> int:
     for run in experiment.runs:
         for score in run.checkpoints[-1].scores if run.checkpoints else []:
             print(f"  {run.run_id}: {score.benchmark} {score.metric} {score.value:.3f} ({score.num_passed}/{score.num_samples})")
+    return EXIT_OK
+
+
+def _print_study(study, store, *, as_json: bool) -> int:
+    """Print a study's plan and the status of each member experiment."""
+    from .run_study import format_study_plan
+
+    if as_json:
+        print(study.model_dump_json(indent=2))
+        return EXIT_OK
+    print(format_study_plan(study))
+    print(f"status: {study.status.value}" + (f" ({study.failure})" if study.failure else ""))
+    for member in study.members:
+        state = store.load(member.experiment_id).status.value if store.exists(member.experiment_id) else "not started"
+        print(f"  {member.experiment_id}: {state}")
     return EXIT_OK

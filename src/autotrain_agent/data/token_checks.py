@@ -192,8 +192,10 @@ def _measure_row(row, *, tokenizer, template, assistant_only_loss, completion_on
 
     prompt_ids = _encode_part(tokenizer, row["prompt"], template, add_generation_prompt=True)
     completion = row.get("completion") or row.get("chosen")
-    completion_ids = [] if completion is None else _encode_part(tokenizer, completion, template,
-                                                                add_generation_prompt=False)
+    if completion is None:
+        # A prompt-only (GRPO) row trains on generated tokens, so the whole prompt counts as usable input.
+        return {"input_ids": prompt_ids, "trainable": [1] * len(prompt_ids), "prompt_ids": prompt_ids}
+    completion_ids = _encode_part(tokenizer, completion, template, add_generation_prompt=False)
     trainable = ([0] * len(prompt_ids) if completion_only_loss else [1] * len(prompt_ids)) + [1] * len(completion_ids)
     return {"input_ids": prompt_ids + completion_ids, "trainable": trainable, "prompt_ids": prompt_ids}
 

@@ -54,6 +54,8 @@ def submit_run(ctx: ExperimentContext) -> str:
         return f"Re-attached run {run.run_id} to its job {run.job_id}."
 
     check_before_launch(ctx, run)
+    if run.config.get("method") == "grpo":
+        _dry_run_reward_functions(ctx, run)
     quick_test = run_quick_test(ctx, run)
     approve_submission(ctx, run, quick_test=quick_test)
     config_path = Path(run.output_dir) / "run_config.json"
@@ -142,6 +144,7 @@ def _new_run(ctx: ExperimentContext) -> Run:
         "train_sampling_strategy": "group_by_length" if hp.group_by_length else "random",
         "num_threads": _training_threads(),
         "hub_repo": plan.hub_repo,
+        **_method_settings(plan),
     }
     run = Run(
         run_id=run_id,
@@ -157,6 +160,41 @@ def _new_run(ctx: ExperimentContext) -> Run:
     experiment.runs.append(run)
     ctx.record("run_created", run_id=run_id)
     return run
+
+
+def _dry_run_reward_functions(ctx: ExperimentContext, run: Run) -> None:
+    """Call every reward function once as TRL will, so a broken one fails here and not inside the job.
+
+    Raises:
+        RewardFunctionError: If a function fails; nothing is submitted.
+    """
+    from ..rewards.dry_run import dry_run_for_run
+
+    results = dry_run_for_run(run.config)
+    adaptations = {result.name: result.adaptations for result in results if result.adaptations}
+    ctx.record("reward_dry_run_passed", run_id=run.run_id, functions=[result.name for result in results],
+               adaptations=adaptations)
+    for name, notes in adaptations.items():
+        # A decision, not only a journal event, so the report shows that the function received changed arguments.
+        ctx.decide(by="system", action=f"adapt reward function {name}", reason="; ".join(notes), run_id=run.run_id)
+        ctx.echo(f"Reward function {name} adapted: {'; '.join(notes)}.")
+
+
+def _method_settings(plan) -> dict:
+    """Return the run config keys that only DPO and GRPO read."""
+    hp = plan.hyperparameters
+    if plan.method == "dpo":
+        return {"beta": hp.beta}
+    if plan.method == "grpo":
+        return {
+            "beta": hp.beta,
+            "num_generations": hp.num_generations,
+            "max_completion_length": hp.max_completion_length,
+            "temperature": hp.temperature,
+            "reward_functions": list(plan.reward_functions),
+            "adapt_reward_functions": plan.adapt_reward_functions,
+        }
+    return {}
 
 
 def _follow_up_run(ctx: ExperimentContext, previous: Run) -> Run:

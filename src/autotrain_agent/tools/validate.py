@@ -154,8 +154,11 @@ def _read_rows(ctx: ExperimentContext) -> tuple[DatasetSample, dict]:
     limit = spec.max_rows or _ALL_ROWS
     if spec.reference == BUILTIN_CODE_DATASET:
         from ..data.code_functions import build_code_sft_dataset
+        from ..data.code_prompts import build_code_prompt_dataset
 
-        built = build_code_sft_dataset(
+        # GRPO learns from prompts with tests; the other methods from the reference solutions.
+        build = build_code_prompt_dataset if ctx.experiment.plan.method == "grpo" else build_code_sft_dataset
+        built = build(
             cache_dir=ctx.settings.cache_dir, seed=ctx.experiment.plan.hyperparameters.seed, progress=ctx.settings.progress
         )
         return read_validation_sample(str(built.path / "train.jsonl"), sample_size=limit), dict(built.provenance)
