@@ -8,6 +8,7 @@ here. Execution goes through `autotrain_agent.evaluation.sandbox.run_tests`.
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,9 @@ DEFAULT_CPU_SUBSET_SIZE = 40
 # beside the harness.
 CALIBRATION_TIMEOUT_FACTOR = 10.0
 CALIBRATION_TIMEOUT_FLOOR_S = 3.0
-WORKERS = 2
+# A sandboxed run mostly waits for process start-up and pipe round trips, so more threads than cores keep the cores
+# busy: the 164 canonical solutions took a median 2.6 s with 4 threads and 3.7 s with 2 on 2 cores at load 11.
+WORKERS = min(32, 2 * (os.cpu_count() or 1))
 # pass@k values reported when at least k samples per problem were drawn, as in the HumanEval paper.
 REPORTED_K = (1, 10, 100)
 _CHAT_INSTRUCTION = (
