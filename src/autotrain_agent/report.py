@@ -42,9 +42,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         provenance=_provenance_items(experiment.dataset_provenance),
         token_lengths=_format_lengths((experiment.validation or {}).get("token_lengths") or {}),
         validation_notes=_validation_notes(experiment.validation or {}),
-        benchmarks=", ".join(
-            f"{b.name} ({'first ' + str(b.limit) if b.limit else 'all'} problems)" for b in experiment.plan.benchmarks
-        ),
+        benchmarks=_benchmark_list(experiment),
         estimate=f"{experiment.plan.estimated_minutes:.0f} min (estimate)" if experiment.plan.estimated_minutes else "unknown",
         runs=[_run_view(experiment, run) for run in experiment.runs],
         changes_from_base=changes_from_base(experiment),
@@ -198,6 +196,16 @@ def _evaluation_rows(experiment: Experiment) -> list[dict[str, str]]:
         for score in checkpoint.scores:
             rows.append(_evaluation_row(title, score, checkpoint.path))
     return rows
+
+
+def _benchmark_list(experiment: Experiment) -> str:
+    primary = experiment.plan.primary_benchmark_index()
+    return ", ".join(
+        f"{b.name} ({'first ' + str(b.limit) if b.limit else 'all'} problems"
+        + ("; primary: picks the best checkpoint" if index == primary and len(experiment.plan.benchmarks) > 1 else "")
+        + ")"
+        for index, b in enumerate(experiment.plan.benchmarks)
+    )
 
 
 def _scored_checkpoints(experiment: Experiment) -> list[tuple[Run, Checkpoint]]:

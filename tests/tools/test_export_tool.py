@@ -185,3 +185,15 @@ def test_lora_run_exports_with_report_section(tiny_llama_dir, converter_cache, t
     assert record.merge_base == "training base"
     assert record.merge_parity["training base"]["token_agreement"] == 1.0
     assert "Merge parity with the adapter on its training base" in report
+
+
+def test_export_takes_the_best_checkpoint_else_the_last(tmp_path):
+    from autotrain_agent.tools.export import checkpoint_to_export
+
+    run = Run(run_id="run-1", title="SFT run 1", status="succeeded", output_dir=str(tmp_path), trackio_project="p",
+              trackio_run="r", checkpoints=[Checkpoint(step=10, path="c10"), Checkpoint(step=20, path="c20")])
+
+    last = checkpoint_to_export(run)
+    run.best_checkpoint_path = "c10"
+
+    assert (last.name, checkpoint_to_export(run).name) == ("c20", "c10")
