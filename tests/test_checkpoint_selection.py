@@ -101,3 +101,11 @@ def test_plan_rejects_two_primary_benchmarks():
     with pytest.raises(ValueError, match="at most one benchmark as primary"):
         Plan(goal="g", base_model="m", dataset=DatasetSpec(reference="d"),
              benchmarks=[BenchmarkSpec(primary=True), BenchmarkSpec(primary=True)])
+
+
+def test_report_names_the_exported_checkpoint(exported_experiment):
+    exported_experiment.export.checkpoint_path = "/runs/run-1/checkpoint-10"
+
+    report = render_report(exported_experiment)
+
+    assert "Merged weights of `run-1` from checkpoint `/runs/run-1/checkpoint-10`:" in report

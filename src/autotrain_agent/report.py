@@ -270,6 +270,7 @@ def _export_view(experiment: Experiment) -> dict[str, Any] | None:
     ]
     return {
         "run_id": export.run_id,
+        "checkpoint": export.checkpoint_path,
         "merged_dir": export.merged_dir,
         "merge_base": export.merge_base,
         "parity": parity,
