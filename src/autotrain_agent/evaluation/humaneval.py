@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 # up to 384 tokens can take over 3 hours and 40 at most about 50 minutes. The standard error at n=40 is at most
 # 0.08. Fixed ids keep scores comparable between runs.
 DEFAULT_CPU_SUBSET_SIZE = 40
-# Per-problem timeout after calibration: `max(floor, factor * measured)`. The measured time includes starting two
-# interpreters (about 0.1 s on the 2-core test machine), and the floor absorbs load from a generator running
+# Per-problem timeout after calibration: `max(floor, factor * measured)`. The measured time includes forking and
+# confining two processes (about 10 to 40 ms on the 2-core test machine), and the floor absorbs load from a generator running
 # beside the harness.
 CALIBRATION_TIMEOUT_FACTOR = 10.0
 CALIBRATION_TIMEOUT_FLOOR_S = 3.0
