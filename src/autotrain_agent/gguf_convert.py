@@ -21,7 +21,11 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from autotrain_agent.errors import ConfigError, ConversionError, UnsupportedTokenizerError
+from autotrain_agent.errors import (
+    ConfigError,
+    ConversionError,
+    UnsupportedTokenizerError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import jinja2
 
 from ._resources import resource_dir
-from .comparison import changes_from_base
 from .approval import ApprovalRequest
+from .comparison import changes_from_base
 from .state import ApprovalRecord, Checkpoint, Experiment, Run, Score
 
 logger = logging.getLogger(__name__)

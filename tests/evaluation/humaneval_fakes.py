@@ -11,6 +11,7 @@ from autotrain_agent.evaluation.humaneval import (
     load_humaneval_problems,
 )
 
+
 class CannedGenerator:
     """Text generator that returns a fixed completion per prompt."""
 

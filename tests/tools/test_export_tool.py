@@ -5,7 +5,11 @@ import pytest
 from autotrain_agent.backends.local import LocalBackend
 from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
-from autotrain_agent.errors import ConversionError, StateError, UnsupportedTokenizerError
+from autotrain_agent.errors import (
+    ConversionError,
+    StateError,
+    UnsupportedTokenizerError,
+)
 from autotrain_agent.recipes import make_plan
 from autotrain_agent.state import Checkpoint, Experiment, Run, Stage, with_export_stage
 from autotrain_agent.store import ExperimentStore

@@ -48,7 +48,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from autotrain_agent.errors import EvaluationError
-from autotrain_agent.evaluation._fork_server import ForkedProcess, ForkServer, reap_processes
+from autotrain_agent.evaluation._fork_server import (
+    ForkedProcess,
+    ForkServer,
+    reap_processes,
+)
 
 logger = logging.getLogger(__name__)
 
