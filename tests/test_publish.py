@@ -6,6 +6,7 @@ from fake_hub_server import FakeHub
 
 from autotrain_agent.errors import PublishError
 from autotrain_agent.publish import build_targets, publish_to_folder, publish_to_hub
+from autotrain_agent.state import Checkpoint
 
 
 def card_metadata(card: str) -> dict:
@@ -106,3 +107,23 @@ def test_publish_command_records_repositories(exported_experiment, tmp_path, mon
     assert saved.export.published == {"model": "me/code-sft", "gguf": "me/code-sft-GGUF"}
     assert "llama-server -hf me/code-sft-GGUF:Q4_K_M" in render_report(saved)
     assert f"me/code-sft-GGUF: {hub.endpoint}/me/code-sft-GGUF" in capsys.readouterr().out
+
+
+def test_adapter_upload_takes_the_best_checkpoints_adapter(exported_experiment, tmp_path):
+    best = tmp_path / "checkpoint-10"
+    best.mkdir()
+    (best / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    (best / "adapter_model.safetensors").write_bytes(b"lora")
+    run = exported_experiment.runs[0]
+    run.checkpoints.insert(0, Checkpoint(step=10, path=str(best)))
+    run.best_checkpoint_path = str(best)
+
+    targets = build_targets(exported_experiment, repo_id="me/code-sft-lora", gguf_repo_id=None, upload_adapter=True)
+
+    assert sorted(targets[0].files) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert "library_name: peft" in targets[0].card
+
+
+def test_adapter_upload_of_full_weights_is_rejected(exported_experiment):
+    with pytest.raises(PublishError, match="not a LoRA adapter"):
+        build_targets(exported_experiment, repo_id="me/code-sft", gguf_repo_id=None, upload_adapter=True)

@@ -21,7 +21,11 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from autotrain_agent.errors import ConfigError, ConversionError, UnsupportedTokenizerError
+from autotrain_agent.errors import (
+    ConfigError,
+    ConversionError,
+    UnsupportedTokenizerError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ def convert_hf_to_gguf(
 
     out_file.parent.mkdir(parents=True, exist_ok=True)
     partial = out_file.with_name(f".{out_file.name}.partial")
-    command = [sys.executable, str(converter_dir / _CONVERTER_SCRIPT), str(model_dir)]
+    command = [sys.executable, str(_converter_script(converter_dir)), str(model_dir)]
     command += ["--outfile", str(partial), "--outtype", outtype]
     if vocab_only:
         command.append("--vocab-only")
@@ -142,6 +146,8 @@ def convert_hf_to_gguf(
 
 def quantize_gguf(src: Path, dst: Path, *, quant_type: str = "Q4_K_M") -> Path:
     """Quantize a GGUF file with llama.cpp's `llama_model_quantize`, as the `llama-quantize` tool does.
+
+    With `$AUTOTRAIN_LLAMA_CPP_DIR` set, that folder's `llama-quantize` (or `quantize`) executable runs instead.
 
     Tensors whose row size is not a multiple of a K-quant's block (256) fall back to another type inside
     llama.cpp, so a "Q4_K_M" file of a model with hidden size 576 holds mostly Q5_0 and Q8_0 tensors.
@@ -169,13 +175,17 @@ def quantize_gguf(src: Path, dst: Path, *, quant_type: str = "Q4_K_M") -> Path:
     if not src.is_file():
         raise ConversionError(f"GGUF file {str(src)!r} does not exist; run `convert_hf_to_gguf` first.")
 
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, file_types[quant_type.upper()])
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(f".{dst.name}.partial")
     logger.info("Quantizing %s to %s at %s.", src, quant_type.upper(), dst)
     started = time.monotonic()
-    status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), params)
+    configured = os.environ.get("AUTOTRAIN_LLAMA_CPP_DIR")
+    if configured:
+        status = _run_quantizer_tool(Path(configured).expanduser(), src, partial, quant_type.upper())
+    else:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, file_types[quant_type.upper()])
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), params)
 
     if status != 0:
         partial.unlink(missing_ok=True)
@@ -186,6 +196,18 @@ def quantize_gguf(src: Path, dst: Path, *, quant_type: str = "Q4_K_M") -> Path:
     os.replace(partial, dst)
     logger.info("Quantized %s in %.1f s.", src, time.monotonic() - started)
     return dst
+
+
+def _run_quantizer_tool(folder: Path, src: Path, partial: Path, quant_type: str) -> int:
+    """Quantize with the `llama-quantize` executable of a configured llama.cpp folder; return its exit status."""
+    from .llama_cpp_tools import resolve_llama_cpp_tools
+
+    quantizer = resolve_llama_cpp_tools(folder).quantizer
+    completed = subprocess.run([str(quantizer), str(src), str(partial), quant_type], capture_output=True, text=True,
+                               check=False)
+    if completed.returncode != 0:
+        logger.warning("%s exited with %d: %s", quantizer, completed.returncode, _tail(completed.stderr))
+    return completed.returncode
 
 
 def check_quantizer_available() -> str:
@@ -204,7 +226,14 @@ def check_quantizer_available() -> str:
 
 
 def _is_converter_folder(folder: Path) -> bool:
-    return (folder / _CONVERTER_SCRIPT).is_file() and (folder / "gguf-py").is_dir()
+    return _converter_script(folder).is_file() and (folder / "gguf-py").is_dir()
+
+
+def _converter_script(folder: Path) -> Path:
+    """Return the converter under its current name, or under the name older llama.cpp trees used."""
+    from .llama_cpp_tools import CONVERTER_NAMES
+
+    return next((folder / name for name in CONVERTER_NAMES if (folder / name).is_file()), folder / _CONVERTER_SCRIPT)
 
 
 def _import_llama_cpp():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,6 +62,16 @@ def resolve_llama_cpp_tools(folder: Path) -> LlamaCppTools:
         version = "unknown"
     logger.info("llama.cpp tools in %s: %s, %s (llama-cpp-python %s).", folder, converter.name, quantizer.name, version)
     return LlamaCppTools(converter=converter, quantizer=quantizer, llama_cpp_python_version=version)
+
+
+def resolve_configured_llama_cpp_tools() -> LlamaCppTools | None:
+    """Resolve the tools in `$AUTOTRAIN_LLAMA_CPP_DIR`; `None` when it is unset and llama-cpp-python's are used.
+
+    Raises:
+        ConversionError: If the configured folder lacks a working converter or quantizer.
+    """
+    configured = os.environ.get("AUTOTRAIN_LLAMA_CPP_DIR")
+    return resolve_llama_cpp_tools(Path(configured).expanduser()) if configured else None
 
 
 def _first_answering(folder: Path, names: tuple[str, ...], command_for) -> Path | None:

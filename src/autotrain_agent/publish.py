@@ -63,7 +63,7 @@ def build_targets(
 
     targets = []
     if repo_id:
-        source = Path(experiment.run(export.run_id).checkpoints[-1].path) if upload_adapter and export.run_id else Path(export.merged_dir)
+        source = _adapter_folder(experiment) if upload_adapter else Path(export.merged_dir)
         files = {path.relative_to(source).as_posix(): path for path in sorted(source.rglob("*")) if path.is_file() and path.name != CARD_FILE}
         card = render_card(experiment, repo_id=repo_id, gguf_repo_id=gguf_repo_id, license=license, kind="adapter" if upload_adapter else "model")
         targets.append(PublishTarget(repo_id, files, card))
@@ -72,6 +72,26 @@ def build_targets(
         card = render_card(experiment, repo_id=gguf_repo_id, gguf_repo_id=gguf_repo_id, license=license, kind="gguf")
         targets.append(PublishTarget(gguf_repo_id, files, card))
     return targets
+
+
+def _adapter_folder(experiment: Experiment) -> Path:
+    """Return the exported checkpoint's folder, which must hold a LoRA adapter."""
+    from .merge import is_adapter_folder
+    from .tools.export import checkpoint_to_export
+
+    export = experiment.export
+    if export.checkpoint_path:
+        folder = Path(export.checkpoint_path)
+    elif export.run_id:
+        folder = checkpoint_to_export(experiment.run(export.run_id))
+    else:
+        raise PublishError("The export records no run, so there is no adapter to publish; publish the merged model.")
+    if not is_adapter_folder(folder):
+        raise PublishError(
+            f"The exported checkpoint {str(folder)!r} is not a LoRA adapter (a full fine-tune); publish the merged "
+            "model without `--adapter`."
+        )
+    return folder
 
 
 def render_card(

@@ -16,8 +16,8 @@ from typing import Any
 import jinja2
 
 from ._resources import resource_dir
-from .comparison import changes_from_base
 from .approval import ApprovalRequest
+from .comparison import changes_from_base
 from .state import ApprovalRecord, Checkpoint, Experiment, Run, Score
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def render_report(experiment: Experiment, *, runs_root: Path | None = None) -> s
         provenance=_provenance_items(experiment.dataset_provenance),
         token_lengths=_format_lengths((experiment.validation or {}).get("token_lengths") or {}),
         validation_notes=_validation_notes(experiment.validation or {}),
-        benchmarks=", ".join(
-            f"{b.name} ({'first ' + str(b.limit) if b.limit else 'all'} problems)" for b in experiment.plan.benchmarks
-        ),
+        benchmarks=_benchmark_list(experiment),
         estimate=f"{experiment.plan.estimated_minutes:.0f} min (estimate)" if experiment.plan.estimated_minutes else "unknown",
         runs=[_run_view(experiment, run) for run in experiment.runs],
         changes_from_base=changes_from_base(experiment),
@@ -223,6 +221,16 @@ def _evaluation_rows(experiment: Experiment) -> list[dict[str, str]]:
     return rows
 
 
+def _benchmark_list(experiment: Experiment) -> str:
+    primary = experiment.plan.primary_benchmark_index()
+    return ", ".join(
+        f"{b.name} ({'first ' + str(b.limit) if b.limit else 'all'} problems"
+        + ("; primary: picks the best checkpoint" if index == primary and len(experiment.plan.benchmarks) > 1 else "")
+        + ")"
+        for index, b in enumerate(experiment.plan.benchmarks)
+    )
+
+
 def _scored_checkpoints(experiment: Experiment) -> list[tuple[Run, Checkpoint]]:
     return [(run, checkpoint) for run in experiment.runs for checkpoint in run.checkpoints if checkpoint.scores]
 
@@ -285,6 +293,7 @@ def _export_view(experiment: Experiment) -> dict[str, Any] | None:
     ]
     return {
         "run_id": export.run_id,
+        "checkpoint": export.checkpoint_path,
         "merged_dir": export.merged_dir,
         "merge_base": export.merge_base,
         "parity": parity,

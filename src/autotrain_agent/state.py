@@ -10,7 +10,7 @@ import datetime as dt
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Method = Literal["sft", "dpo", "grpo"]
 EvalEngine = Literal["llama.cpp", "transformers"]
@@ -149,6 +149,8 @@ class BenchmarkSpec(_Model):
     """Evaluate the first `limit` problems by task number; `None` evaluates all."""
     max_new_tokens: int = Field(384, gt=0)
     """Generation budget per problem."""
+    primary: bool = False
+    """This benchmark's score picks each run's best checkpoint; when no benchmark is marked, the first one does."""
 
 
 class Plan(_Model):
@@ -166,8 +168,8 @@ class Plan(_Model):
     """LoRA settings; `None` means a full fine-tune."""
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     """Training hyperparameters."""
-    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec()])
-    """Benchmarks run on the base model and on each run."""
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec()], min_length=1)
+    """Benchmarks run on the base model and on each run; at most one is `primary`."""
     eval_engine: EvalEngine = "llama.cpp"
     """Generation engine for evaluation; base and fine-tuned models always use the same one."""
     checkpoints_to_evaluate: Literal["final", "all"] = "final"
@@ -198,6 +200,18 @@ class Plan(_Model):
     """GRPO reward functions: builtin names such as `code_pass_fraction`, `module:function` or `file.py:function`."""
     adapt_reward_functions: bool = False
     """Pass message text instead of message lists to reward functions and drop keywords they do not accept."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _at_most_one_primary(cls, benchmarks: list[BenchmarkSpec]) -> list[BenchmarkSpec]:
+        primaries = [benchmark.name for benchmark in benchmarks if benchmark.primary]
+        if len(primaries) > 1:
+            raise ValueError(f"mark at most one benchmark as primary; {len(primaries)} are: {primaries}")
+        return benchmarks
+
+    def primary_benchmark_index(self) -> int:
+        """Return the position in `benchmarks` of the one whose score picks the best checkpoint."""
+        return next((index for index, benchmark in enumerate(self.benchmarks) if benchmark.primary), 0)
 
 
 class Score(_Model):
@@ -359,6 +373,8 @@ class ExportRecord(_Model):
 
     run_id: str | None = None
     """The run whose checkpoint was exported."""
+    checkpoint_path: str | None = None
+    """The exported checkpoint: the run's best one, else its last; `None` in records saved before it was kept."""
     merged_dir: str
     """Hugging Face folder with the merged full weights."""
     files: list[GgufFile] = Field(default_factory=list)

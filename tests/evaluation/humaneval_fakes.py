@@ -11,6 +11,7 @@ from autotrain_agent.evaluation.humaneval import (
     load_humaneval_problems,
 )
 
+
 class CannedGenerator:
     """Text generator that returns a fixed completion per prompt."""
 
@@ -42,18 +43,31 @@ def with_hostile_middle(hostile: str) -> list[str]:
 
 
 def sandbox_processes() -> list[int]:
-    """Return the pids of processes running under a sandbox uid."""
+    """Return the pids of processes under a sandbox uid in this process's pids cgroup.
+
+    Other sessions on the machine may run sandboxes too, with uids from the same range; the cgroup that
+    `outer_limits` creates holds only this test's processes and their descendants.
+    """
     from autotrain_agent.evaluation.sandbox import _SANDBOX_UID_BASE, _SANDBOX_UID_SPAN
 
     pids = []
-    for entry in Path("/proc").iterdir():
+    for pid in _pids_in_own_cgroup():
         try:
-            uid = entry.stat().st_uid if entry.name.isdigit() else -1
+            uid = Path(f"/proc/{pid}").stat().st_uid
         except OSError:
             continue
         if _SANDBOX_UID_BASE <= uid < _SANDBOX_UID_BASE + _SANDBOX_UID_SPAN:
-            pids.append(int(entry.name))
+            pids.append(pid)
     return pids
+
+
+def _pids_in_own_cgroup() -> list[int]:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, group = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            procs = Path("/sys/fs/cgroup/pids") / group.lstrip("/") / "cgroup.procs"
+            return [int(pid) for pid in procs.read_text().split()]
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
 
 
 def processes_with_marker(marker: str) -> list[int]:

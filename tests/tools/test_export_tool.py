@@ -5,7 +5,11 @@ import pytest
 from autotrain_agent.backends.local import LocalBackend
 from autotrain_agent.config import Settings
 from autotrain_agent.context import ExperimentContext
-from autotrain_agent.errors import StateError, UnsupportedTokenizerError
+from autotrain_agent.errors import (
+    ConversionError,
+    StateError,
+    UnsupportedTokenizerError,
+)
 from autotrain_agent.recipes import make_plan
 from autotrain_agent.state import Checkpoint, Experiment, Run, Stage, with_export_stage
 from autotrain_agent.store import ExperimentStore
@@ -54,9 +58,11 @@ def test_tokenizer_preflight_classifies_unknown_pre_tokenizer(tmp_path, monkeypa
     pytest.importorskip("llama_cpp")
     checksum = "cd" * 32
     converter = tmp_path / "llama.cpp"
+    write_tool(converter / "quantize", HELP_SCRIPT)
     (converter / "gguf-py").mkdir(parents=True)
     (converter / "convert_hf_to_gguf.py").write_text(
         "import sys\n"
+        "if '--help' in sys.argv: print('usage: convert'); sys.exit(0)\n"
         "print('WARNING:hf-to-gguf:** WARNING: The BPE pre-tokenizer was not recognized!', file=sys.stderr)\n"
         f"print('WARNING:hf-to-gguf:** chkhsh:  {checksum}', file=sys.stderr)\n"
         "sys.exit(1)\n"
@@ -68,6 +74,69 @@ def test_tokenizer_preflight_classifies_unknown_pre_tokenizer(tmp_path, monkeypa
 
     with pytest.raises(UnsupportedTokenizerError, match=checksum):
         check_tokenizer_converts(ctx, tmp_path / "model")
+
+
+HELP_SCRIPT = "#!/bin/sh\necho 'usage: tool [options]'\n"
+# A converter that answers `--help` and otherwise writes its arguments to `--outfile`, as a vocabulary would be.
+STUB_CONVERTER = """import sys
+if "--help" in sys.argv:
+    print("usage: convert")
+    sys.exit(0)
+with open(sys.argv[sys.argv.index("--outfile") + 1], "w") as stream:
+    stream.write(" ".join(sys.argv[1:]))
+"""
+
+
+def write_tool(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def write_model(folder):
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(("converter_name", "quantizer_name"), [
+    ("convert-hf-to-gguf.py", "quantize"),
+    ("convert_hf_to_gguf.py", "build/bin/llama-quantize"),
+])
+def test_preflight_resolves_llama_cpp_tools_in_old_and_new_layouts(tmp_path, monkeypatch, converter_name,
+                                                                   quantizer_name):
+    pytest.importorskip("llama_cpp")
+    folder = tmp_path / "llama.cpp"
+    converter = write_tool(folder / converter_name, STUB_CONVERTER)
+    quantizer = write_tool(folder / quantizer_name, HELP_SCRIPT)
+    (folder / "gguf-py").mkdir()
+    monkeypatch.setenv("AUTOTRAIN_LLAMA_CPP_DIR", str(folder))
+    ctx = make_ctx(tmp_path)
+
+    vocab_file = check_tokenizer_converts(ctx, write_model(tmp_path / "model"))
+
+    journal = {entry["event"]: entry for entry in ctx.store.read_journal("exp")}
+    resolved = journal["llama_cpp_tools_resolved"]
+    assert (resolved["converter"], resolved["quantizer"]) == (str(converter), str(quantizer))
+    assert resolved["llama_cpp_python"] not in ("", "unknown")
+    assert "--vocab-only" in vocab_file.read_text()
+
+
+def test_preflight_without_llama_cpp_tools_fails_before_training(tmp_path, monkeypatch):
+    folder = tmp_path / "empty-llama.cpp"
+    folder.mkdir()
+    monkeypatch.setenv("AUTOTRAIN_LLAMA_CPP_DIR", str(folder))
+    ctx = make_ctx(tmp_path)
+
+    with pytest.raises(ConversionError) as caught:
+        check_tokenizer_converts(ctx, write_model(tmp_path / "model"))
+
+    message = str(caught.value)
+    assert str(folder) in message
+    assert "convert_hf_to_gguf.py, convert-hf-to-gguf.py" in message
+    assert "build/bin/llama-quantize" in message and "quantize)" in message
+    assert not (ctx.folder / "export" / "vocab-preflight.gguf").exists()
 
 
 def test_validation_stops_on_tokenizer_before_data(tmp_path, monkeypatch):
@@ -120,3 +189,15 @@ def test_lora_run_exports_with_report_section(tiny_llama_dir, converter_cache, t
     assert record.merge_base == "training base"
     assert record.merge_parity["training base"]["token_agreement"] == 1.0
     assert "Merge parity with the adapter on its training base" in report
+
+
+def test_export_takes_the_best_checkpoint_else_the_last(tmp_path):
+    from autotrain_agent.tools.export import checkpoint_to_export
+
+    run = Run(run_id="run-1", title="SFT run 1", status="succeeded", output_dir=str(tmp_path), trackio_project="p",
+              trackio_run="r", checkpoints=[Checkpoint(step=10, path="c10"), Checkpoint(step=20, path="c20")])
+
+    last = checkpoint_to_export(run)
+    run.best_checkpoint_path = "c10"
+
+    assert (last.name, checkpoint_to_export(run).name) == ("c20", "c10")

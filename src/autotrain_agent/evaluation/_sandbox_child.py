@@ -203,9 +203,9 @@ def _run_checker(config):
 def _serve_forks(socket_fd):
     """Fork one sandboxed process per request received on a SOCK_SEQPACKET socket, until the socket closes.
 
-    A `spawn` request carries the config, environment and file descriptors of one process and gets its pid back.
-    A `reap` request waits for an exited child and gets its exit code back, so a child stays a zombie, and its
-    pid cannot be reused, until the harness is done with it. This process never runs untrusted code.
+    A `spawn` request carries the config, environment and file descriptors of one or more processes and gets their
+    pids back. A `reap` request waits for exited children and gets their exit codes back, so a child stays a
+    zombie, and its pid cannot be reused, until the harness is done with it. This process never runs untrusted code.
     """
     import socket
 
@@ -219,19 +219,27 @@ def _serve_forks(socket_fd):
             return
         request = json.loads(message)
         if request["op"] == "reap":
-            try:
-                _, status = os.waitpid(request["pid"], 0)
-                reply = {"returncode": os.waitstatus_to_exitcode(status)}
-            except ChildProcessError:
-                reply = {"returncode": None}
-            server.sendall(json.dumps(reply).encode())
+            server.sendall(json.dumps({"returncodes": [_reap(pid) for pid in request["pids"]]}).encode())
             continue
-        pid = os.fork()
-        if pid == 0:
-            _run_forked_child(request, fds)
+        pids, offset = [], 0
+        for spec in request["processes"]:
+            count = 1 + len(spec["fd_keys"])
+            pid = os.fork()
+            if pid == 0:
+                _run_forked_child(spec, fds[offset : offset + count])
+            pids.append(pid)
+            offset += count
         for fd in fds:
             os.close(fd)
-        server.sendall(json.dumps({"pid": pid}).encode())
+        server.sendall(json.dumps({"pids": pids}).encode())
+
+
+def _reap(pid):
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
 
 
 def _run_forked_child(request, fds):

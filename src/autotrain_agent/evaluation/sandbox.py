@@ -24,12 +24,15 @@ reported only by the test process after the tests returned, so exiting early, pa
 objects whose `__eq__` always holds cannot turn into a pass.
 """
 
+import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import pwd
 import secrets
+import select
 import shutil
 import signal
 import struct
@@ -38,13 +41,18 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from autotrain_agent.errors import EvaluationError
-from autotrain_agent.evaluation._fork_server import ForkedProcess, ForkServer
+from autotrain_agent.evaluation._fork_server import (
+    ForkedProcess,
+    ForkServer,
+    reap_processes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,8 @@ _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
 _INTERPRETER_FLAGS = ("-I", "-S")
 _FORK_SERVER_LOCK = threading.Lock()
 _INTERPRETER_LOCK = threading.Lock()
+# One thread deletes finished runs' folders; interpreter exit waits for it, so none is left behind.
+_FOLDER_REMOVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-cleanup")
 
 Outcome = Literal["passed", "failed", "timed_out", "error"]
 
@@ -120,15 +130,30 @@ class _Identity(BaseModel):
     workdir: Path
 
 
-class _OutputCollector(threading.Thread):
-    """Drain a pipe so the child never blocks on output, keeping only the first `cap` bytes."""
+class _OutputCollector:
+    """Drain a pipe so the child never blocks on output, keeping only the first `cap` bytes.
+
+    The pipe is read without blocking by the thread that waits for the run, so no thread is started per process.
+    """
 
     def __init__(self, stream, cap: int):
-        super().__init__(daemon=True)
-        self.stream, self.cap, self.kept, self.total = stream, cap, bytearray(), 0
+        self.stream, self.cap, self.kept, self.total, self.is_open = stream, cap, bytearray(), 0, True
+        os.set_blocking(stream.fileno(), False)
 
-    def run(self) -> None:
-        while chunk := self.stream.read1(65536):
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def drain(self) -> None:
+        """Read what the pipe holds now; at end of file, close it."""
+        while self.is_open:
+            try:
+                chunk = os.read(self.stream.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.is_open = False
+                self.stream.close()
+                return
             self.total += len(chunk)
             self.kept += chunk[: max(0, self.cap - len(self.kept))]
 
@@ -195,17 +220,17 @@ def run_program(program: str, *, limits: SandboxLimits) -> SandboxResult:
         limits: Resource limits for the run.
     """
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="autotrain-sandbox-") as root:
+    with _scratch_folder() as root:
         identity = _prepare_identity(Path(root), "program", {"program.py": program})
         status_read, status_write = os.pipe()
         config = {"role": "program", "program_path": str(identity.workdir / "program.py")}
-        process = _spawn(config, identity, limits, fds={"status_fd": status_write})
+        (process,) = _spawn_all([(config, identity, {"status_fd": status_write})], limits)
         os.close(status_write)
-        collector = _collect_output(process, limits)
-        timed_out = _wait(process, started + limits.timeout_s)
+        collector = _OutputCollector(process.stdout, limits.max_output_bytes)
+        timed_out = _wait(process, [collector], started + limits.timeout_s)
         _kill_everything([process], [identity])
         frames = _read_frames(status_read)
-        collector.join(timeout=1.0)
+        collector.drain()
 
     duration_s = time.monotonic() - started
     if timed_out:
@@ -236,7 +261,7 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
         limits: Resource limits, applied to each of the two processes; `timeout_s` covers both.
     """
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="autotrain-sandbox-") as root:
+    with _scratch_folder() as root:
         candidate = _prepare_identity(Path(root), "candidate", {"candidate.py": code})
         checker = _prepare_identity(Path(root), "checker", {"support.py": support_code, "tests.py": tests})
         request_read, request_write = os.pipe()
@@ -246,21 +271,21 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
                             "entry_point": entry_point}
         checker_config = {"role": "checker", "support_path": str(checker.workdir / "support.py"),
                           "test_path": str(checker.workdir / "tests.py"), "entry_point": entry_point}
-        processes = []
         try:
-            processes.append(_spawn(candidate_config, candidate, limits,
-                                    fds={"request_fd": request_read, "response_fd": response_write}))
-            processes.append(_spawn(checker_config, checker, limits, fds={
-                "request_fd": request_write, "response_fd": response_read, "verdict_fd": verdict_write}))
+            processes = _spawn_all([
+                (candidate_config, candidate, {"request_fd": request_read, "response_fd": response_write}),
+                (checker_config, checker,
+                 {"request_fd": request_write, "response_fd": response_read, "verdict_fd": verdict_write}),
+            ], limits)
         finally:
             for fd in (request_read, request_write, response_read, response_write, verdict_write):
                 os.close(fd)
-        collectors = [_collect_output(process, limits) for process in processes]
-        timed_out = _wait(processes[1], started + limits.timeout_s)
+        collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
+        timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
         _kill_everything(processes, [candidate, checker])
         frames = _read_frames(verdict_read)
         for collector in collectors:
-            collector.join(timeout=1.0)
+            collector.drain()
 
     duration_s = time.monotonic() - started
     if timed_out:
@@ -275,6 +300,17 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
     if verdict.get("candidate_lost"):
         detail += f"; {_exit_detail('the candidate process', processes[0].returncode)}"
     return _result("failed", detail, duration_s, collectors[0])
+
+
+@contextlib.contextmanager
+def _scratch_folder():
+    """Yield a fresh folder for one run; it is deleted in the background after the block, when the run's processes are dead."""
+    # Deleting took about a tenth of a run's time on ext4 under load; the next run need not wait for it.
+    root = tempfile.mkdtemp(prefix="autotrain-sandbox-")
+    try:
+        yield root
+    finally:
+        _FOLDER_REMOVER.submit(shutil.rmtree, root, ignore_errors=True)
 
 
 def _prepare_identity(root: Path, role: str, files: dict[str, str]) -> _Identity:
@@ -302,11 +338,15 @@ def _allocate_uid() -> int:
             return uid
 
 
-def _spawn(config: dict, identity: _Identity, limits: SandboxLimits, *, fds: dict[str, int]) -> ForkedProcess:
-    config = {**config, "uid": identity.uid, "gid": identity.gid, "workdir": str(identity.workdir),
-              "rlimits": _rlimits(limits, privileged=identity.uid is not None)}
-    env = {"PATH": _CHILD_PATH, "HOME": str(identity.workdir), "TMPDIR": str(identity.workdir), "LANG": "C.UTF-8"}
-    return _fork_server().spawn(config, env=env, fds=fds)
+def _spawn_all(specs: list[tuple[dict, _Identity, dict[str, int]]], limits: SandboxLimits) -> list[ForkedProcess]:
+    """Start one confined process per `(config, identity, fds)` spec with a single fork server request."""
+    requests = []
+    for config, identity, fds in specs:
+        config = {**config, "uid": identity.uid, "gid": identity.gid, "workdir": str(identity.workdir),
+                  "rlimits": _rlimits(limits, privileged=identity.uid is not None)}
+        env = {"PATH": _CHILD_PATH, "HOME": str(identity.workdir), "TMPDIR": str(identity.workdir), "LANG": "C.UTF-8"}
+        requests.append((config, env, fds))
+    return _fork_server().spawn_all(requests)
 
 
 def _fork_server() -> ForkServer:
@@ -348,19 +388,23 @@ def _processes_of(uids: set[int]):
             continue
 
 
-def _collect_output(process: ForkedProcess, limits: SandboxLimits) -> _OutputCollector:
-    collector = _OutputCollector(process.stdout, limits.max_output_bytes)
-    collector.start()
-    return collector
-
-
-def _wait(process: ForkedProcess, deadline: float) -> bool:
-    """Wait for a process until a monotonic deadline; return whether the deadline passed first."""
-    try:
-        process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        return True
-    return False
+def _wait(process: ForkedProcess, collectors: list[_OutputCollector], deadline: float) -> bool:
+    """Wait for a process until a monotonic deadline while draining output; return whether the deadline passed."""
+    poller = select.poll()
+    poller.register(process.pidfd, select.POLLIN)
+    by_fd = {collector.fileno(): collector for collector in collectors}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    while (remaining_s := deadline - time.monotonic()) > 0:
+        events = poller.poll(max(1, math.ceil(remaining_s * 1000)))
+        for fd, _ in events:
+            if fd in by_fd:
+                by_fd[fd].drain()
+                if not by_fd[fd].is_open:
+                    poller.unregister(fd)
+        if any(fd == process.pidfd for fd, _ in events):
+            return False
+    return True
 
 
 def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]) -> None:
@@ -372,8 +416,7 @@ def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]
             pass
     # Reap the processes through the fork server first: their zombies would keep the uid sweep below from seeing an
     # empty uid. Each one called setsid when forked, so as a session leader it cannot leave the group killed above.
-    for process in processes:
-        process.reap()
+    reap_processes(processes)
     # Starting a reaper took about 30 ms, most of a run's cost, and nearly every run leaves no process behind.
     # NOTE: the /proc scan is not atomic. After a pid wraparound, a process could fork a child with a lower pid
     # and exit while the scan passes, so that child goes unseen. The reaper's kill(-1) has no such gap.

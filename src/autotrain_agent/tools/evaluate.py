@@ -88,6 +88,7 @@ def _score_folder(ctx: ExperimentContext, folder: Path, label: str, *, is_base: 
         model = ModelUnderTest(label=label, model_dir=folder, base_dir=base_dir)
 
     scores = []
+    # NOTE: two benchmarks of the same name (humaneval with two limits) write the same details file; the last wins.
     for benchmark in plan.benchmarks:
         implementation = resolve_benchmark(benchmark.name)
         result = score_humaneval(
@@ -107,30 +108,35 @@ def _score_folder(ctx: ExperimentContext, folder: Path, label: str, *, is_base: 
 
 
 def _select_best_checkpoint(ctx: ExperimentContext, run: Run) -> None:
-    """Record the scored checkpoint with the highest first-benchmark score as the run's best, with a decision.
+    """Record the scored checkpoint with the highest primary-benchmark score as the run's best, with a decision.
 
-    Ties go to the lower evaluation loss when both checkpoints have one, else to the later step.
+    The primary benchmark is the plan's benchmark marked `primary`, else its first. Ties go to the lower
+    evaluation loss when both checkpoints have one, else to the later step.
     """
-    scored = [checkpoint for checkpoint in run.checkpoints if checkpoint.scores]
+    primary = ctx.experiment.plan.primary_benchmark_index()
+    scored = [checkpoint for checkpoint in run.checkpoints if len(checkpoint.scores) > primary]
 
     def rank(index_and_checkpoint: tuple[int, Checkpoint]) -> tuple[float, float, int]:
         index, checkpoint = index_and_checkpoint
         loss = checkpoint.eval_loss if checkpoint.eval_loss is not None else float("inf")
-        return (checkpoint.scores[0].value, -loss, index)
+        return (checkpoint.scores[primary].value, -loss, index)
 
+    if not scored:
+        return
     _, best = max(enumerate(scored), key=rank)
     run.best_checkpoint_path = best.path
+    best_score = best.scores[primary]
     evidence = {f"step {checkpoint.step}" + (" (final)" if checkpoint is run.checkpoints[-1] else ""):
-                checkpoint.scores[0].value for checkpoint in scored}
-    ties = [checkpoint for checkpoint in scored if checkpoint.scores[0].value == best.scores[0].value]
+                checkpoint.scores[primary].value for checkpoint in scored}
+    ties = [checkpoint for checkpoint in scored if checkpoint.scores[primary].value == best_score.value]
     reason = (
-        f"highest {best.scores[0].benchmark} {best.scores[0].metric} ({best.scores[0].value:.3f}) of "
+        f"highest {best_score.benchmark} {best_score.metric} ({best_score.value:.3f}), the primary benchmark, of "
         f"{len(scored)} scored checkpoint(s)"
     )
     if len(ties) > 1:
         reason += "; tied, so the lower evaluation loss or else the later step won"
     ctx.decide(by="system", action=f"select {run.run_id} checkpoint at step {best.step}", reason=reason,
-               run_id=run.run_id, path=best.path, scores=evidence)
+               run_id=run.run_id, path=best.path, scores=evidence, primary_benchmark=primary)
 
 
 def _summarize(label: str, scores: list[Score], ctx: ExperimentContext) -> str:

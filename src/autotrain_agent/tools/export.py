@@ -13,7 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types: tuple[str, ...] | None = None) -> str:
-    """Merge the run's last checkpoint into the base model and write verified F16 and quantized GGUF files.
+    """Merge the run's best checkpoint into the base model and write verified F16 and quantized GGUF files.
+
+    The best checkpoint is the one evaluation selected; a run that was not evaluated exports its last.
 
     Files go to `<experiment folder>/export/`. The result is stored in `experiment.export`, and `Stage.EXPORT`
     completes when the plan has it.
@@ -33,7 +35,7 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
 
     experiment = ctx.experiment
     run = _run_to_export(ctx, run_id)
-    checkpoint = Path(run.checkpoints[-1].path)
+    checkpoint = checkpoint_to_export(run)
     if not experiment.model_path:
         raise StateError(f"Experiment {experiment.id!r} has no resolved base model; call `validate_dataset` first.")
 
@@ -53,6 +55,7 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
         quant_types=tuple(quant_types or DEFAULT_QUANT_TYPES),
     )
     record.run_id = run.run_id
+    record.checkpoint_path = str(checkpoint)
     if merge_choice is not None:
         record.merge_base = merge_choice.chosen
         record.merge_parity = {
@@ -72,6 +75,11 @@ def export_model(ctx: ExperimentContext, run_id: str | None = None, quant_types:
     )
     ctx.echo(summary)
     return summary
+
+
+def checkpoint_to_export(run: Run) -> Path:
+    """Return the run's best checkpoint as selected by evaluation, else its last one."""
+    return Path(run.best_checkpoint_path or run.checkpoints[-1].path)
 
 
 def _check_merge_parity(base_dir: Path, adapter_dir: Path, merged_dir: Path):

@@ -112,7 +112,8 @@ def _describe_problems(result) -> str:
 def check_tokenizer_converts(ctx: ExperimentContext, model_dir: Path) -> Path:
     """Run llama.cpp's converter with `--vocab-only` on the base model, so an unsupported tokenizer fails in seconds.
 
-    It also checks that the quantizer is available, so a missing tool is found before training. Only plans that
+    It also checks that the quantizer is available, so a missing tool is found before training. With
+    `$AUTOTRAIN_LLAMA_CPP_DIR` set, the converter and quantizer of that folder must both answer `--help` first. Only plans that
     export run it: the trained model's tokenizer is the base model's, so a tokenizer that llama.cpp
     cannot convert now would fail the export after the whole run.
 
@@ -122,7 +123,12 @@ def check_tokenizer_converts(ctx: ExperimentContext, model_dir: Path) -> Path:
         ConversionError: If the converter or the quantizer is missing, or the converter fails for another reason.
     """
     from ..gguf_convert import check_quantizer_available, convert_hf_to_gguf
+    from ..llama_cpp_tools import resolve_configured_llama_cpp_tools
 
+    tools = resolve_configured_llama_cpp_tools()
+    if tools is not None:
+        ctx.record("llama_cpp_tools_resolved", converter=str(tools.converter), quantizer=str(tools.quantizer),
+                   llama_cpp_python=tools.llama_cpp_python_version)
     version = check_quantizer_available()
     vocab_file = convert_hf_to_gguf(
         model_dir, ctx.folder / "export" / "vocab-preflight.gguf", cache_dir=ctx.settings.cache_dir, vocab_only=True
