@@ -109,3 +109,16 @@ def test_broken_reward_stops_before_submission(tmp_path):
     assert "'reward'" in result.failure
     assert "unexpected keyword argument" in result.failure
     assert all(run.job_id is None for run in ctx.experiment.runs)
+
+
+def test_grpo_with_tied_rewards_explains_unchanged_adapter(tmp_path):
+    reward_file = tmp_path / "constant_reward.py"
+    reward_file.write_text("def constant(completions, **kwargs):\n    return [0.0] * len(completions)\n")
+
+    ctx, result = run_tiny_experiment(
+        tmp_path, "improve code solving with GRPO", code_prompt_rows(), reward_functions=[f"{reward_file}:constant"]
+    )
+
+    assert ctx.experiment.status == ExperimentStatus.FAILED
+    assert "GRPO got no gradient" in result.failure
+    assert "`frac_reward_zero_std` = 1" in result.failure

@@ -34,9 +34,11 @@ def test_pass_fraction_zero_for_infinite_loop():
 
 
 def test_format_reward_prefers_fenced_definition():
-    rewards = code_format([CORRECT, WRONG, PROSE], entry_point=["add"] * 3)
+    truncated = "```python\ndef add(a, b):\n    return (a +"
 
-    assert rewards == [1.0, 0.5, 0.0]
+    rewards = code_format([CORRECT, WRONG, truncated, PROSE], entry_point=["add"] * 4)
+
+    assert rewards == [1.0, 0.5, 0.25, 0.0]
 
 
 def test_doctest_checks_keep_pure_expressions():

@@ -48,7 +48,10 @@ def code_pass_fraction(completions: list, *, tests: list[list[str]], entry_point
 def code_format(completions: list, *, entry_point: list[str], **kwargs) -> list[float]:
     """Score each completion's form: 1.0 for a fenced Python block that parses and defines the entry point.
 
-    An unfenced completion that parses and defines the entry point scores 0.5; anything else scores 0.0.
+    An unfenced completion that parses and defines the entry point scores 0.5, and one that only starts the
+    definition (`def name(`, for example cut off by the length limit) scores 0.25; anything else scores 0.0.
+    The partial credit keeps rewards within a group apart when no completion passes a test yet, because a group
+    whose rewards all tie gives GRPO no gradient.
 
     Args:
         completions: Generated completions, strings or lists of message dicts.
@@ -63,6 +66,8 @@ def code_format(completions: list, *, entry_point: list[str], **kwargs) -> list[
             scores.append(1.0)
         elif _defines(text, name):
             scores.append(0.5)
+        elif re.search(rf"\bdef\s+{re.escape(name)}\s*\(", text):
+            scores.append(0.25)
         else:
             scores.append(0.0)
     return scores

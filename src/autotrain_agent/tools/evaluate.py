@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from ..context import ExperimentContext
-from ..errors import StateError
+from ..errors import AdapterNotAppliedError, StateError
 from ..state import Checkpoint, Run, Score, Stage
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,33 @@ def evaluate_model(ctx: ExperimentContext, target: str) -> str:
     run = _run_to_score(ctx, target)
     for checkpoint in _checkpoints_to_score(ctx, run):
         label = target if checkpoint is run.checkpoints[-1] else f"{target}-step-{checkpoint.step}"
-        checkpoint.scores = _score_folder(ctx, Path(checkpoint.path), label, is_base=False, run=run)
+        try:
+            checkpoint.scores = _score_folder(ctx, Path(checkpoint.path), label, is_base=False, run=run)
+        except AdapterNotAppliedError as err:
+            tied_steps = _steps_with_tied_rewards(run)
+            if not tied_steps:
+                raise
+            raise AdapterNotAppliedError(
+                f"{err} GRPO got no gradient: at each of its {len(tied_steps)} logged steps, every completion of each prompt got "
+                f"the same total reward (`frac_reward_zero_std` = 1). Use rewards that tell this model's completions "
+                f"apart, a longer `max_completion_length`, or more steps."
+            ) from err
         ctx.record("checkpoint_scored", run_id=target, step=checkpoint.step)
     _select_best_checkpoint(ctx, run)
     ctx.complete_stage(Stage.EVALUATE_RUN, run_id=target)
     return _summarize(target, run.checkpoints[-1].scores, ctx)
+
+
+def _steps_with_tied_rewards(run: Run) -> list[int]:
+    """Return the logged steps of a GRPO run if every group's rewards tied at each of them, else an empty list."""
+    metrics_path = Path(run.output_dir) / "metrics.jsonl"
+    if run.config.get("method") != "grpo" or not metrics_path.is_file():
+        return []
+    rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    logged = [row for row in rows if "frac_reward_zero_std" in row]
+    if not logged or any(row["frac_reward_zero_std"] < 1.0 for row in logged):
+        return []
+    return [row["step"] for row in logged]
 
 
 def _run_to_score(ctx: ExperimentContext, target: str) -> Run:
