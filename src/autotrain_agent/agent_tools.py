@@ -135,6 +135,7 @@ TOOL_CLASSES: tuple[type[_ExperimentTool], ...] = (
     EvaluateModelTool,
     SubmitRunTool,
     MonitorRunTool,
+    ExportModelTool,
     WriteReportTool,
 )
 """Every experiment tool, in the order of the stages; the MCP server serves the same list."""
