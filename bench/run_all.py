@@ -99,7 +99,7 @@ def latest_record(records: list[str], title: str) -> str | None:
 
 
 def suite_line(benchmark: Benchmark, *, quick: bool, load_at_start: str, elapsed_s: float) -> str:
-    """Return the line that says how the suite ran a benchmark."""
+    """Return the line that states how the suite ran a benchmark."""
     if benchmark.arguments is None:
         size = "`--quick` size" if quick else "suite size"
         how = f"`run_benchmark(quick={quick})` ({size}, see the script)"
