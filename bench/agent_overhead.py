@@ -166,7 +166,8 @@ def run_by_hand(workdir: Path, sequence: list[tuple[str, dict]]) -> float:
         path.write_text(json.dumps(config))
         prepared.append((script, path))
 
-    env = {**os.environ, "TRACKIO_DIR": str(workdir / "trackio")}
+    # The same thread setting as the local backend gives its jobs, so only the agent's own work differs.
+    env = {**os.environ, "TRACKIO_DIR": str(workdir / "trackio"), "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
     started = time.monotonic()
     for script, path in prepared:
         subprocess.run([sys.executable, str(REPO / script), "--config", str(path)], check=True, env=env,
@@ -227,7 +228,7 @@ def render_record(results: dict, *, machine: str, repeats: int, train_steps: int
 
 def run_benchmark(*, quick: bool) -> str:
     """Run the suite's size of this benchmark and return its record."""
-    repeats, train_steps = (1, 20) if quick else (3, 40)
+    repeats, train_steps = (1, 5) if quick else (3, 20)
     machine = describe_machine()
     results = measure(repeats=repeats, train_steps=train_steps, eval_problems=2)
     return render_record(results, machine=machine, repeats=repeats, train_steps=train_steps, eval_problems=2)

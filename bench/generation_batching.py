@@ -81,7 +81,10 @@ def render_record(results: dict, *, machine: str, prompts: int, batch_size: int,
 
 def run_benchmark(*, quick: bool) -> str:
     """Run the suite's size of this benchmark and return its record."""
-    settings = {"prompts": 8, "batch_size": 8, "max_new_tokens": 32 if quick else 64, "repeats": 1 if quick else 2}
+    if quick:
+        settings = {"prompts": 4, "batch_size": 4, "max_new_tokens": 32, "repeats": 1}
+    else:
+        settings = {"prompts": 8, "batch_size": 8, "max_new_tokens": 64, "repeats": 2}
     machine = describe_machine()
     return render_record(measure(**settings), machine=machine, **settings)
 

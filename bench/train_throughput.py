@@ -257,7 +257,7 @@ def render_record(results: dict[str, Measurement], *, machine: str, examples: in
 
 def run_benchmark(*, quick: bool) -> str:
     """Run the suite's size of this benchmark (`plain` and `job`) and return its record."""
-    examples, repeats = (12, 1) if quick else (24, 2)
+    examples, repeats = (6, 1) if quick else (12, 2)
     machine = describe_machine()
     results = measure(["plain", "job"], examples=examples, repeats=repeats, max_length=1024, seed=0)
     return render_record(results, machine=machine, examples=examples, repeats=repeats, max_length=1024)
