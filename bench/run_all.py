@@ -109,6 +109,20 @@ def suite_line(benchmark: Benchmark, *, quick: bool, load_at_start: str, elapsed
     return f"Suite: {how}; {elapsed_s:.0f} s; machine at start: {load_at_start}; versions: {library_versions()}."
 
 
+def write_page(path: Path, header: str, new_records: dict[str, str], previous: list[str]) -> None:
+    """Write the page: this run's records, and for every other benchmark its latest earlier record, marked as kept."""
+    records = []
+    for benchmark in SUITE:
+        if benchmark.name in new_records:
+            records.append(new_records[benchmark.name])
+            continue
+        kept = latest_record(previous, benchmark.title)
+        if kept is not None:
+            kept = kept.replace("\n\nKept from the previous page: this suite run did not run it.\n", "\n")
+            records.append(kept.rstrip("\n") + "\n\nKept from the previous page: this suite run did not run it.\n")
+    path.write_text(header + "\n" + "\n".join(records), encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look (about 10 minutes)")
@@ -119,12 +133,12 @@ def main() -> int:
 
     previous = split_records(args.output.read_text(encoding="utf-8")) if args.output.exists() else []
     selected = set(args.only or [b.name for b in SUITE if b.name not in OPT_IN or args.with_stage_times])
-    records, failures = [], []
+    flags = " --quick" if args.quick else ""
+    header = HEADER.format(flags=flags, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    new_records: dict[str, str] = {}
+    failures = []
     for benchmark in SUITE:
         if benchmark.name not in selected:
-            kept = latest_record(previous, benchmark.title)
-            if kept is not None:
-                records.append(kept.rstrip("\n") + "\n\nKept from the previous page: not run by this suite run.\n")
             continue
         print(f"== {benchmark.name}", flush=True)
         machine = describe_machine()
@@ -135,12 +149,12 @@ def main() -> int:
             failures.append(benchmark.name)
             record = f"### {benchmark.title} (failed {dt.date.today().isoformat()})\n\nThe benchmark failed: {err}\n"
         line = suite_line(benchmark, quick=args.quick, load_at_start=machine, elapsed_s=time.monotonic() - started)
-        records.append(record.rstrip("\n") + "\n\n" + line + "\n")
-        print(records[-1], flush=True)
+        new_records[benchmark.name] = record.rstrip("\n") + "\n\n" + line + "\n"
+        print(new_records[benchmark.name], flush=True)
+        # The page is rewritten after every benchmark, so a suite run stopped halfway keeps what it measured.
+        write_page(args.output, header, new_records, previous)
 
-    flags = " --quick" if args.quick else ""
-    header = HEADER.format(flags=flags, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    args.output.write_text(header + "\n" + "\n".join(records), encoding="utf-8")
+    write_page(args.output, header, new_records, previous)
     if failures:
         print(f"failed: {', '.join(failures)}", file=sys.stderr)
     return 1 if failures else 0
