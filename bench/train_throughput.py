@@ -229,7 +229,8 @@ def render_record(results: dict[str, Measurement], *, machine: str, examples: in
     lines = [
         f"### Training throughput: the job vs TRL defaults ({dt.date.today().isoformat()})",
         "",
-        f"Script: `bench/train_throughput.py --examples {examples} --repeats {repeats}`. Machine: {machine}. "
+        f"Script: `bench/train_throughput.py --examples {examples} --repeats {repeats} --max-length {max_length} "
+        f"--variants {' '.join(results)}`. Machine: {machine}. "
         f"Versions: {library_versions()}.",
         f"Model: {MODEL} (float32, LoRA r 16 on all linear layers); {examples} builtin code examples of at most "
         f"{max_length} tokens, one epoch, effective batch 4, completion-only loss; median of {repeats} alternating "
