@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
+from _page import append_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = "improve code solving with SFT"
@@ -242,6 +243,7 @@ def main() -> int:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help="page to append the record to (default: print only)")
     args = parser.parse_args()
     if args.child:
         run_agent_child(args.child, model_dir=args.model_dir, rows=args.rows, train_steps=args.train_steps, eval_problems=args.eval_problems)
@@ -249,7 +251,10 @@ def main() -> int:
 
     machine = describe_machine()
     results = measure(repeats=args.repeats, train_steps=args.train_steps, eval_problems=args.eval_problems)
-    print(render_record(results, machine=machine, repeats=args.repeats, train_steps=args.train_steps, eval_problems=args.eval_problems))
+    record = render_record(results, machine=machine, repeats=args.repeats, train_steps=args.train_steps, eval_problems=args.eval_problems)
+    print(record)
+    if args.output is not None:
+        append_record(args.output, record)
     return 0
 
 

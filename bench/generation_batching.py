@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
+from _page import append_record  # noqa: E402
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -95,10 +96,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of the batched side (default 8)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation budget per prompt (default 64)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side (default 2)")
+    parser.add_argument("--output", type=Path, help="page to append the record to (default: print only)")
     args = parser.parse_args()
     settings = {"prompts": args.prompts, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats}
     machine = describe_machine()
-    print(render_record(measure(**settings), machine=machine, **settings))
+    record = render_record(measure(**settings), machine=machine, **settings)
+    print(record)
+    if args.output is not None:
+        append_record(args.output, record)
     return 0
 
 

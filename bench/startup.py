@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine  # noqa: E402
+from _page import append_record  # noqa: E402
 
 GOAL_S = 1.0
 HEAVY_MODULES = ("torch", "transformers", "trl", "datasets", "peft", "accelerate", "smolagents", "trackio")
@@ -110,10 +111,14 @@ def run_benchmark(*, quick: bool) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10, help="runs of each command (default 10)")
+    parser.add_argument("--output", type=Path, help="page to append the record to (default: print only)")
     args = parser.parse_args()
     machine = describe_machine()
     times, imports = measure(args.repeats)
-    print(render_record(times, imports, machine=machine, repeats=args.repeats))
+    record = render_record(times, imports, machine=machine, repeats=args.repeats)
+    print(record)
+    if args.output is not None:
+        append_record(args.output, record)
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
+from _page import append_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -278,12 +279,16 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=1024, help="maximum example length in tokens (default 1024, TRL's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the example draw (default 0)")
     parser.add_argument("--variants", nargs="+", default=["plain", "job"], choices=sorted(VARIANTS), help="variants to train")
+    parser.add_argument("--output", type=Path, help="page to append the record to (default: print only)")
     args = parser.parse_args()
 
     machine = describe_machine()
     started = time.monotonic()
     results = measure(args.variants, examples=args.examples, repeats=args.repeats, max_length=args.max_length, seed=args.seed)
-    print(render_record(results, machine=machine, examples=args.examples, repeats=args.repeats, max_length=args.max_length))
+    record = render_record(results, machine=machine, examples=args.examples, repeats=args.repeats, max_length=args.max_length)
+    print(record)
+    if args.output is not None:
+        append_record(args.output, record)
     print(f"total {time.monotonic() - started:.0f} s")
     return 0
 
