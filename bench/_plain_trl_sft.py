@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path, help="JSON with the keys the docstring names")
+    parser.add_argument("--config", required=True, type=Path, help="JSON file with the keys listed above")
     config = json.loads(parser.parse_args().config.read_text())
 
     from datasets import load_dataset

@@ -3,8 +3,8 @@
     python bench/_timed_train.py TIMING.json SCRIPT [SCRIPT ARGUMENTS...]
 
 Writes `{"train_wall_s", "train_cpu_s"}` to TIMING.json when training returns. CPU seconds are the process's
-`time.process_time()`, summed over all its threads, so they count the work done even when other processes hold the
-cores; wall seconds count the time a user waits. Neither covers imports or model loading.
+`time.process_time()`, summed over all its threads. They count the work done even while other processes hold the
+cores, and wall seconds count the time a user waits. Neither covers imports or model loading.
 """
 
 import json
