@@ -62,6 +62,7 @@ HEADER = """# Benchmarks
 Written by `python bench/run_all.py{flags}` on {date}. Each record compares our path with a reference measured in
 the same run, alternating where the script repeats, because the machine is shared and its load changes: compare
 ratios, not times. Each record names its script, size, machine, versions and the load average at its start.
+Sizes are smaller than the scripts' defaults, so fixed costs weigh more; a script's default size can differ.
 """
 
 
