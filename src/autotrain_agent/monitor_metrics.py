@@ -137,7 +137,7 @@ def follow_job(
     *,
     progress_path: Path,
     poll_interval_s: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     on_poll: Callable[[JobStatus, dict | None], bool] | None = None,
 ) -> JobStatus:
     """Poll a job until it reaches a terminal stage, showing a progress bar with step, loss and ETA.
@@ -151,7 +151,8 @@ def follow_job(
         job_id: Identifier returned by `submit_job`.
         progress_path: The job's `progress.json`.
         poll_interval_s: Seconds between polls.
-        sleep: Function that waits; tests pass a fake one.
+        sleep: Function that waits between polls; tests pass a fake one. `None` waits with the backend's
+            `wait_for_exit` where it has one, which returns as soon as the job's process ends, else `time.sleep`.
         on_poll: Called after each poll of a running job with its status and progress (or `None`); returning
             `True` stops following, for example after a policy cancelled the job.
 
@@ -160,6 +161,9 @@ def follow_job(
     """
     from tqdm.auto import tqdm
 
+    if sleep is None:
+        wait_for_exit = getattr(backend, "wait_for_exit", None)
+        sleep = (lambda seconds: wait_for_exit(job_id, timeout_s=seconds)) if wait_for_exit else time.sleep
     printer = _ProgressLines(job_id)
     with tqdm(total=None, unit="step", desc=job_id, disable=None) as bar:
         while True:

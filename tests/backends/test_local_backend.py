@@ -189,3 +189,38 @@ def test_missing_script_raises(backend, tmp_path):
 
     with pytest.raises(BackendError, match="not found"):
         backend.submit_job(run_id="r", script=tmp_path / "absent.py", config_path=config_path, workdir=tmp_path / "w")
+
+
+def test_wait_for_exit_returns_when_job_ends(backend, tmp_path):
+    job_id = submit(backend, tmp_path, "succeed")
+
+    started = time.monotonic()
+    backend.wait_for_exit(job_id, timeout_s=60.0)
+    waited_s = time.monotonic() - started
+
+    assert waited_s < 30.0
+    assert backend.inspect_job(job_id).stage == "succeeded"
+
+
+def test_wait_for_exit_times_out_on_running_job(backend, tmp_path):
+    job_id = submit(backend, tmp_path, "hang")
+
+    started = time.monotonic()
+    backend.wait_for_exit(job_id, timeout_s=0.5)
+    waited_s = time.monotonic() - started
+    backend.cancel_job(job_id)
+
+    assert 0.4 <= waited_s < 10.0
+
+
+def test_follow_job_notices_end_before_poll_interval(backend, tmp_path):
+    from autotrain_agent.monitor_metrics import follow_job
+
+    job_id = submit(backend, tmp_path, "succeed")
+
+    started = time.monotonic()
+    status = follow_job(backend, job_id, progress_path=tmp_path / "absent.json", poll_interval_s=120.0)
+    followed_s = time.monotonic() - started
+
+    assert status.stage == "succeeded"
+    assert followed_s < 60.0

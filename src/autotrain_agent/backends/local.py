@@ -121,6 +121,20 @@ class LocalBackend:
             )
         return self._unexplained_exit(record, status, exit_code)
 
+    def wait_for_exit(self, job_id: str, *, timeout_s: float) -> None:
+        """Wait until the job's process ends or `timeout_s` passes, whichever comes first.
+
+        Only a job started by this backend object can be waited on. For a re-attached job, this sleeps `timeout_s`.
+        """
+        child = self._children.get(job_id)
+        if child is None:
+            time.sleep(timeout_s)
+            return
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+
     def fetch_job_logs(self, job_id: str, *, tail_lines: int | None = None) -> str:
         """Return the job's `train.log`, or its last `tail_lines` lines; an empty string before any output.
 

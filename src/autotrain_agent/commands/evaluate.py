@@ -14,7 +14,8 @@ NAME = "evaluate"
 
 def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """Register the `evaluate` subcommand."""
-    from ..evaluation.humaneval import DEFAULT_CPU_SUBSET_SIZE
+    # The recipe's limit, not the harness's equal constant: importing the harness here slows every command's start.
+    from ..recipes import DEFAULT_CPU_EVAL_LIMIT
 
     evaluate = subparsers.add_parser(
         NAME, parents=parents, help="score a model, checkpoint or LoRA adapter on a benchmark",
@@ -23,8 +24,8 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> None:
     )
     evaluate.add_argument("model", help="Hub id, local model folder, checkpoint folder or LoRA adapter folder")
     evaluate.add_argument("--benchmark", default="humaneval", help="benchmark name (default humaneval)")
-    evaluate.add_argument("--limit", type=int, default=DEFAULT_CPU_SUBSET_SIZE,
-                          help=f"score the first N problems by task number (default {DEFAULT_CPU_SUBSET_SIZE}; 0 = all 164)")
+    evaluate.add_argument("--limit", type=int, default=DEFAULT_CPU_EVAL_LIMIT,
+                          help=f"score the first N problems by task number (default {DEFAULT_CPU_EVAL_LIMIT}; 0 = all 164)")
     evaluate.add_argument("--samples", type=int, default=1,
                           help="samples per problem; above 1 reports pass@k and needs --temperature (default 1, greedy)")
     evaluate.add_argument("--temperature", type=float, help="sampling temperature; unset decodes greedily")
