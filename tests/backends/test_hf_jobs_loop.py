@@ -7,7 +7,6 @@ and the loop stops after training; the report still has every section, with the 
 
 import logging
 
-import pytest
 from conftest import FAKE_TOKEN
 from fake_jobs_server import JobBehavior
 

@@ -1,6 +1,5 @@
 """Code rewards run completions against tests in the evaluation sandbox; the prompt set comes from doctests."""
 
-import json
 
 import pytest
 
