@@ -8,12 +8,20 @@ from autotrain_agent.recipes import PlanOverrides, make_plan
 
 
 @pytest.mark.parametrize("name", ["humaneval", "openai_humaneval"])
-def test_lighteval_humaneval_resolves_to_builtin_harness(name):
+def test_lighteval_humaneval_resolves_to_custom_task(name):
     implementation = resolve_benchmark(name, backend="lighteval")
 
     assert implementation.name == "humaneval"
+    assert implementation.harness == "autotrain_agent.evaluation.lighteval_humaneval"
+    assert implementation.lighteval_task == "humaneval_sandbox"
+    assert implementation.note == ""
+
+
+def test_builtin_humaneval_resolves_to_sandbox():
+    implementation = resolve_benchmark("openai/openai_humaneval")
+
     assert implementation.harness == "autotrain_agent.evaluation.sandbox"
-    assert "lighteval has no humaneval task" in implementation.note
+    assert implementation.lighteval_task == ""
 
 
 def test_unknown_benchmark_lists_known_names():

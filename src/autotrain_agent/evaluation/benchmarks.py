@@ -24,6 +24,9 @@ class BenchmarkImplementation:
     """Module that executes and scores the answers."""
     note: str = ""
     """Why this implementation was chosen when it is not the requested backend's own."""
+    lighteval_task: str = ""
+    """lighteval task name under the `lighteval` backend, for completion-style prompts (add `_chat` for chat
+    models); empty for the built-in harness. The task needs the `lighteval` extra."""
 
 
 _HUMANEVAL = BenchmarkImplementation(name="humaneval", harness="autotrain_agent.evaluation.sandbox")
@@ -31,11 +34,14 @@ BENCHMARKS = {"humaneval": _HUMANEVAL}
 """Built-in implementations by canonical name."""
 ALIASES = {"openai_humaneval": "humaneval", "openai/openai_humaneval": "humaneval"}
 """Other names users give the same benchmark, such as the Hub dataset id."""
-# lighteval 0.13 ships no HumanEval task, so every benchmark here runs on the built-in harness under lighteval too.
-# NOTE: no `lighteval` extra registers a custom HumanEval task on this harness yet (lighteval 0.13 is on PyPI; its
-# task registry needs the network at import, which a custom task would have to patch), so `lighteval` only
-# names the backend.
-_LIGHTEVAL_TASKS: frozenset[str] = frozenset()
+# lighteval 0.13 ships no HumanEval task, so the `lighteval` extra adds one that scores answers in the same sandbox.
+_LIGHTEVAL_HUMANEVAL = BenchmarkImplementation(
+    name="humaneval",
+    harness="autotrain_agent.evaluation.lighteval_humaneval",
+    lighteval_task="humaneval_sandbox",
+)
+_LIGHTEVAL_TASKS = {"humaneval": _LIGHTEVAL_HUMANEVAL}
+"""Implementations under the `lighteval` backend by canonical name."""
 
 
 def resolve_benchmark(name: str, *, backend: EvaluationBackend = "builtin") -> BenchmarkImplementation:
@@ -55,8 +61,10 @@ def resolve_benchmark(name: str, *, backend: EvaluationBackend = "builtin") -> B
         raise ConfigError(f"Unknown benchmark {name!r}; known benchmarks: {', '.join(known)}.")
 
     implementation = BENCHMARKS[canonical]
-    if backend == "lighteval" and canonical not in _LIGHTEVAL_TASKS:
-        logger.debug("lighteval has no %s task; the built-in harness scores it", canonical)
-        note = f"lighteval has no {canonical} task, so the built-in sandboxed harness scores it"
-        return BenchmarkImplementation(name=canonical, harness=implementation.harness, note=note)
-    return implementation
+    if backend == "builtin":
+        return implementation
+    if canonical in _LIGHTEVAL_TASKS:
+        return _LIGHTEVAL_TASKS[canonical]
+    logger.debug("lighteval has no %s task; the built-in harness scores it", canonical)
+    note = f"lighteval has no {canonical} task, so the built-in sandboxed harness scores it"
+    return BenchmarkImplementation(name=canonical, harness=implementation.harness, note=note)
