@@ -224,6 +224,9 @@ def _task_config(name: str, prompt_function: Callable[[dict, str], Doc], *, stop
 
 def _import_task_module(name: str):
     """Import one built-in lighteval task module, or return None when it cannot be imported here."""
+    # NOTE: the ifeval module still calls `nltk.download("punkt")` and `("punkt_tab")` at import when that data is
+    # missing, even offline. Without DNS the calls fail at once and loading goes on (measured), but a network that
+    # drops packets would make the import wait.
     if name == _TINY_BENCHMARKS and _is_offline() and not _tiny_benchmarks_data_present():
         logger.warning("Skipping lighteval's tiny benchmarks: HF_HUB_OFFLINE is set and their import downloads "
                        "tinyBenchmarks.pkl from GitHub.")
