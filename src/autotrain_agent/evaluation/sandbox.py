@@ -30,6 +30,7 @@ reported only by the test process after the tests returned, so exiting early, pa
 objects whose `__eq__` always holds cannot turn into a pass.
 """
 
+import atexit
 import contextlib
 import functools
 import json
@@ -376,7 +377,10 @@ def _fork_server() -> ForkServer:
 
 @functools.cache
 def _create_fork_server() -> ForkServer:
-    return ForkServer(find_interpreter(), _CHILD_SOURCE, _INTERPRETER_FLAGS)
+    server = ForkServer(find_interpreter(), _CHILD_SOURCE, _INTERPRETER_FLAGS)
+    # Without this, interpreter exit warns that the server is still running and its socket unclosed.
+    atexit.register(server.stop)
+    return server
 
 
 def _rlimits(limits: SandboxLimits, *, privileged: bool) -> dict[str, int]:
