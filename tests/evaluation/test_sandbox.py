@@ -43,6 +43,22 @@ def test_wrong_answer_fails_with_test_line():
 
     assert result.outcome == "failed"
     assert "AssertionError at tests.py:" in result.detail
+    assert "assert candidate(" in result.detail
+
+
+def test_sources_over_the_request_size_run_from_files():
+    problem = load_humaneval_problems(limit=1)[0]
+    padding = "# padding\n" * 6000  # about 60 KB, over what one fork server request carries
+    limits = SandboxLimits()
+
+    passed = run_tests(padding + problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
+                       tests=padding + problem.test, support_code=problem.prompt, limits=limits)
+    failed = run_tests(problem.prompt + "    return True\n", entry_point=problem.entry_point,
+                       tests=padding + problem.test, support_code=padding + problem.prompt, limits=limits)
+
+    assert passed.outcome == "passed", passed.detail
+    assert failed.outcome == "failed"
+    assert "assert candidate(" in failed.detail
 
 
 def test_infinite_loop_times_out_and_kills_children():
