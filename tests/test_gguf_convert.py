@@ -175,15 +175,20 @@ def test_quantize_missing_source_is_rejected(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_model_converts_and_quantizes(tiny_llama_dir, converter_cache, tmp_path):
+def test_tiny_model_converts_and_quantizes(tiny_llama_dir, converter_cache, tmp_path, capfd):
     import gguf
     from llama_cpp import Llama
 
     started = time.monotonic()
     f16 = convert_hf_to_gguf(tiny_llama_dir, tmp_path / "tiny-f16.gguf", cache_dir=converter_cache)
     converted_s = time.monotonic() - started
+    capfd.readouterr()
     q4 = quantize_gguf(f16, tmp_path / "tiny-q4_k_m.gguf", quant_type="q4_k_m")
+    console = capfd.readouterr()
     print(f"tiny convert {converted_s:.1f} s, quantize {time.monotonic() - started - converted_s:.1f} s")
+
+    assert "llama_model_loader" not in console.err + console.out
+    assert "llama_model_loader" in (tmp_path / "tiny-q4_k_m.quantize.log").read_text()
 
     tensor_types = {tensor.tensor_type.name for tensor in gguf.GGUFReader(q4).tensors}
     assert "Q4_K" in tensor_types
@@ -233,3 +238,4 @@ def test_configured_llama_cpp_folder_quantizes_with_its_own_tool(tmp_path, monke
     out_file = quantize_gguf(tmp_path / "in.gguf", tmp_path / "out.gguf", quant_type="q8_0")
 
     assert out_file.read_text() == "Q8_0\n"
+    assert (tmp_path / "out.quantize.log").is_file()

@@ -26,6 +26,7 @@ from autotrain_agent.errors import (
     ConversionError,
     UnsupportedTokenizerError,
 )
+from autotrain_agent.llama_cpp_log import llama_cpp_log_to
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ _CONVERTER_SCRIPT = "convert_hf_to_gguf.py"
 _CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 
 _STDERR_TAIL_LINES = 20
+# llama.cpp's summary when a K-quant's 256-value block does not divide some tensors' rows.
+_FALLBACK_SUMMARY = re.compile(r"(\d+) of (\d+) tensor\(s\) required fallback quantization")
 
 
 def find_llama_cpp_converter(*, cache_dir: Path) -> Path:
@@ -179,32 +182,42 @@ def quantize_gguf(src: Path, dst: Path, *, quant_type: str = "Q4_K_M") -> Path:
     partial = dst.with_name(f".{dst.name}.partial")
     logger.info("Quantizing %s to %s at %s.", src, quant_type.upper(), dst)
     started = time.monotonic()
+    log_path = dst.with_name(f"{dst.stem}.quantize.log")
     configured = os.environ.get("AUTOTRAIN_LLAMA_CPP_DIR")
     if configured:
-        status = _run_quantizer_tool(Path(configured).expanduser(), src, partial, quant_type.upper())
+        status = _run_quantizer_tool(Path(configured).expanduser(), src, partial, quant_type.upper(), log_path)
     else:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = getattr(llama_cpp, file_types[quant_type.upper()])
-        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), params)
+        with llama_cpp_log_to(log_path, llama_cpp):
+            status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), params)
+    log_lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.is_file() else []
 
     if status != 0:
         partial.unlink(missing_ok=True)
+        log_tail = _tail("\n".join(log_lines))
         raise ConversionError(
-            f"llama.cpp failed to quantize {str(src)!r} to {quant_type!r} (status {status}); "
-            "its log is on stderr. Check that the source is an F16, BF16 or F32 GGUF."
+            f"llama.cpp failed to quantize {str(src)!r} to {quant_type!r} (status {status}); the end of its log "
+            f"({log_path}): {log_tail}. Check that the source is an F16, BF16 or F32 GGUF."
         )
     os.replace(partial, dst)
-    logger.info("Quantized %s in %.1f s.", src, time.monotonic() - started)
+    fallback = next(filter(None, map(_FALLBACK_SUMMARY.search, log_lines)), None)
+    logger.info("Quantized %s in %.1f s; %s of its tensors needed a fallback type (llama.cpp's log: %s).",
+                src, time.monotonic() - started, f"{fallback[1]} of {fallback[2]}" if fallback else "none", log_path)
     return dst
 
 
-def _run_quantizer_tool(folder: Path, src: Path, partial: Path, quant_type: str) -> int:
-    """Quantize with the `llama-quantize` executable of a configured llama.cpp folder; return its exit status."""
+def _run_quantizer_tool(folder: Path, src: Path, partial: Path, quant_type: str, log_path: Path) -> int:
+    """Quantize with the `llama-quantize` executable of a configured llama.cpp folder; return its exit status.
+
+    Its output goes to `log_path`.
+    """
     from .llama_cpp_tools import resolve_llama_cpp_tools
 
     quantizer = resolve_llama_cpp_tools(folder).quantizer
     completed = subprocess.run([str(quantizer), str(src), str(partial), quant_type], capture_output=True, text=True,
                                check=False)
+    log_path.write_text(completed.stdout + completed.stderr, encoding="utf-8")
     if completed.returncode != 0:
         logger.warning("%s exited with %d: %s", quantizer, completed.returncode, _tail(completed.stderr))
     return completed.returncode
