@@ -179,6 +179,43 @@ def test_dpo_ignores_sign_of_chosen_reward():
     assert default_verdict(observation) is None
 
 
+def test_grpo_equal_rewards_stop():
+    equal = [(step, 1.0) for step in range(1, 7)]
+    observation = observe_from_trackio({"frac_reward_zero_std": equal}, method="grpo", max_steps=40)
+
+    verdict = default_verdict(observation)
+
+    assert verdict.rule == "grpo-stop-without-reward-differences"
+    assert verdict.action.parameters == {"evaluate": True}
+    assert verdict.evidence["window_min(metric=frac_reward_zero_std, window_steps=5) at_least 1.0"] == 1.0
+
+
+def test_grpo_equal_rewards_need_full_window():
+    observation = observe_from_trackio({"frac_reward_zero_std": [(step, 1.0) for step in range(1, 5)]},
+                                       method="grpo", max_steps=40)
+
+    assert default_verdict(observation) is None
+
+
+def test_grpo_code_never_passing_stops_halfway():
+    never = [(step, 0.0) for step in range(1, 7)]
+    some_differences = [(step, 0.5) for step in range(1, 7)]
+    metrics = {"rewards/code_pass_fraction/mean": never, "frac_reward_zero_std": some_differences}
+
+    halfway = default_verdict(observe_from_trackio(metrics, method="grpo", max_steps=12))
+    early = default_verdict(observe_from_trackio(metrics, method="grpo", max_steps=40))
+
+    assert halfway.rule == "grpo-stop-when-code-never-passes"
+    assert early is None
+
+
+def test_grpo_one_passing_step_continues():
+    rewards = [(step, 0.25 if step == 5 else 0.0) for step in range(1, 9)]
+    observation = observe_from_trackio({"rewards/code_pass_fraction/mean": rewards}, method="grpo", max_steps=12)
+
+    assert default_verdict(observation) is None
+
+
 # The condition language and its validation.
 
 
@@ -234,9 +271,11 @@ def test_user_file_replaces_and_removes_rules(tmp_path):
     policy = load_policy([rules])
 
     names = [rule.name for rule in policy.rules]
+    # The removed first rule moves every later rule up by one; the replaced rule keeps its place.
+    place = [rule.name for rule in load_policy().rules].index("stop-at-loss-plateau") - 1
     assert "stop-when-budget-spent" not in names
-    assert names.index("stop-at-loss-plateau") == 8
-    assert policy.rules[8].when.parts[0].signal == "step"
+    assert names.index("stop-at-loss-plateau") == place
+    assert policy.rules[place].when.parts[0].signal == "step"
 
 
 @pytest.mark.parametrize(

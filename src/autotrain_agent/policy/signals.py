@@ -7,6 +7,7 @@ so a metric logged every 10 steps and one logged every step cover the same stret
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,18 @@ def relative_improvement(observation: Observation, *, metric: str, window_steps:
     return change / max(abs(reference), 1e-12)
 
 
+def window_extreme(observation: Observation, *, metric: str, window_steps: int, largest: bool) -> float | None:
+    """Return the largest or smallest finite value in the last `window_steps` steps.
+
+    `None` until the series spans the whole window, so a few early points never stand for the window.
+    """
+    points = _finite(observation, metric).points
+    if not points or points[-1][0] - points[0][0] < window_steps - 1:
+        return None
+    values = [value for _, value in _window(points, window_steps)]
+    return max(values) if largest else min(values)
+
+
 def nonfinite_streak(observation: Observation, *, metric: str) -> int:
     """Return how many of the metric's latest points in a row are NaN or infinite."""
     count = 0
@@ -203,6 +216,14 @@ SIGNALS: dict[str, SignalSpec] = {
         {"metric": str, "window_steps": int},
         {"mode": "min"},
         description="relative improvement of the best value within a window; a plateau is a small value",
+    ),
+    "window_max": SignalSpec(
+        functools.partial(window_extreme, largest=True), "number", {"metric": str, "window_steps": int},
+        description="largest value within a window that the series spans",
+    ),
+    "window_min": SignalSpec(
+        functools.partial(window_extreme, largest=False), "number", {"metric": str, "window_steps": int},
+        description="smallest value within a window that the series spans",
     ),
     "nonfinite_streak": SignalSpec(nonfinite_streak, "number", {"metric": str}, description="consecutive NaN/inf points"),
     "divergence_ratio": SignalSpec(
