@@ -130,3 +130,20 @@ def test_eval_checkpoints_all_is_planned():
 
     assert plan.checkpoints_to_evaluate == "all"
     assert any("--eval-checkpoints all" in reason for reason in plan.reasons)
+
+
+def test_grpo_on_hf_jobs_is_rejected_at_plan_time():
+    with pytest.raises(ConfigError, match="GRPO runs on the local backend only"):
+        make_plan("improve code solving with GRPO", PlanOverrides(backend="hf-jobs", hub_repo="me/qwen-grpo"))
+
+
+def test_grpo_run_for_hf_jobs_is_rejected_before_approval():
+    from types import SimpleNamespace
+
+    from autotrain_agent.prelaunch import check_before_launch
+
+    ctx = SimpleNamespace(experiment=SimpleNamespace(model_path=None), backend=SimpleNamespace(name="hf-jobs"))
+    run = SimpleNamespace(config={"method": "grpo"})
+
+    with pytest.raises(ConfigError, match="GRPO runs on the local backend only"):
+        check_before_launch(ctx, run)

@@ -322,8 +322,8 @@ def _train_grpo(config: dict) -> dict:
     from datasets import load_dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    # NOTE: the job imports autotrain_agent for the reward functions and the sandbox, so a Hugging Face Jobs
-    # machine needs the package among its dependencies; the script's inline metadata does not list it.
+    # The script's inline metadata does not list autotrain_agent, so GRPO runs only where the package is installed:
+    # `make_plan` and the pre-launch checks reject GRPO on Hugging Face Jobs.
     from autotrain_agent.rewards.registry import load_reward_functions
 
     reward_functions = load_reward_functions(config["reward_functions"], adapt=bool(config["adapt_reward_functions"]))

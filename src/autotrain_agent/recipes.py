@@ -58,6 +58,11 @@ SUPPORTED_METHODS: tuple[Method, ...] = ("sft", "dpo", "grpo")
 # Methods users ask for by name that TRL offers but this version does not train; naming one is an error, not SFT.
 UNSUPPORTED_METHOD_NAMES = ("ppo", "kto", "orpo", "simpo", "rloo", "cpo", "ipo", "reinforce")
 CODE_REWARD_FUNCTIONS = ["code_pass_fraction", "code_format"]
+GRPO_ON_JOBS_MESSAGE = (
+    "GRPO runs on the local backend only: its reward functions and the sandbox that runs the generated code come "
+    "from the autotrain_agent package, which a Hugging Face Jobs machine does not install, so the job would fail "
+    "after it started. Leave out `--backend hf-jobs`, or train with SFT or DPO on Jobs."
+)
 # Defaults on Hugging Face Jobs: one epoch over the dataset, effective batch 16, sequences up to 2048 tokens.
 GPU_HYPERPARAMETERS = Hyperparameters(
     max_steps=None, per_device_train_batch_size=4, gradient_accumulation_steps=4, max_length=2048, save_steps=100
@@ -166,6 +171,8 @@ def make_plan(goal: str, overrides: PlanOverrides | None = None, *, hub_reachabl
     paid = overrides.backend == "hf-jobs"
     if paid and not overrides.hub_repo:
         raise ConfigError("`--backend hf-jobs` needs `--hub-repo USER/NAME`: a Jobs machine's disk is gone when the job ends, so checkpoints are pushed there.")
+    if paid and method == "grpo":
+        raise ConfigError(GRPO_ON_JOBS_MESSAGE)
     hyperparameters = GPU_HYPERPARAMETERS.model_copy() if paid else Hyperparameters()
     num_parameters = parse_parameter_count(model)
     apply_method_defaults(hyperparameters, method, num_parameters=num_parameters, use_lora=overrides.use_lora, paid=paid)
