@@ -86,3 +86,17 @@ def test_grpo_estimate_counts_generation():
     without_generation.hyperparameters.max_completion_length = None
 
     assert estimate_training_minutes(grpo) > estimate_training_minutes(without_generation)
+
+
+@pytest.mark.parametrize(("load", "warns"), [(0.5, False), (2.0, False), (11.3, True)])
+def test_busy_machine_warning_names_load(monkeypatch, load, warns):
+    from autotrain_agent.estimate import busy_machine_warning
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
+
+    warning = busy_machine_warning()
+
+    assert (warning is not None) == warns
+    if warns:
+        assert "load average 11.3 on 2 cores" in warning

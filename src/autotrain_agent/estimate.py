@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,22 @@ def estimate_training_minutes(plan: Plan, *, num_parameters: int | None = None) 
         # Each step first samples its completions; the group is generated as one batch, at most this long.
         seconds += steps * hp.effective_batch_size * hp.max_completion_length / CPU_GENERATION_TOKENS_PER_S
     return round(seconds * params / REFERENCE_PARAMETERS / 60, 1)
+
+
+def busy_machine_warning() -> str | None:
+    """Return a warning when other work loads this machine's CPUs, which local time estimates assume are idle.
+
+    The one-minute load average above the number of cores means that runnable processes wait for a CPU. On a
+    2-core machine, SFT on the default model took 79 min at load average 10 to 16 where it took 6 min on an idle one.
+    """
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if load <= cores:
+        return None
+    return (
+        f"Other work loads this machine (load average {load:.1f} on {cores} cores); local time estimates assume "
+        "idle CPUs, so training and evaluation will take longer than estimated."
+    )
 
 
 def estimate_minutes(plan: Plan, *, num_parameters: int | None = None) -> float | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from .._resources import resource_dir
 from ..context import ExperimentContext
 from ..errors import JobMismatchError, StateError
-from ..estimate import estimate_training_minutes
+from ..estimate import busy_machine_warning, estimate_training_minutes
 from ..gate import approve_submission
 from ..prelaunch import check_before_launch
 from ..quick_test import run_quick_test
@@ -84,6 +84,8 @@ def submit_run(ctx: ExperimentContext) -> str:
     where = f"job page {run.job_url}" if run.job_url else f"logs in {run.log_path}"
     message = f"Submitted run {run.run_id} as {ctx.backend.name} job {job_id}; {where}."
     ctx.echo(message)
+    if ctx.backend.name == "local" and (warning := busy_machine_warning()):
+        ctx.echo(warning)
     ctx.echo(f"Trackio dashboard: trackio show --project {run.trackio_project}")
     return message
 
