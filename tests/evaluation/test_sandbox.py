@@ -223,6 +223,27 @@ def test_detached_background_process_is_killed(start, outer_limits):
 
 
 @needs_root
+def test_process_killing_its_own_uid_is_killed(outer_limits):
+    marker = f"uid-killer-{uuid.uuid4().hex}"
+    killer = "import os, time\nwhile True:\n    os.kill(-1, 9)\n    time.sleep(0.001)\n"
+    hostile = (
+        "    return None\nimport os, sys\n"
+        "if os.fork() == 0:\n    os.setsid()\n"
+        f"    os.fork() == 0 and os.execv(sys.executable, [sys.executable, '-c', {killer!r}, {marker!r}])\n"
+        "    os._exit(0)\n"
+        "import time\ntime.sleep(0.5)\n"
+    )
+
+    result = run_problem_set(with_hostile_middle(hostile), timeout_s=2.0)
+
+    assert _outcomes(result)[0] == "passed"
+    # The killer holds the candidate's reply pipe open, so the test process may wait until the timeout.
+    assert _outcomes(result)[1] in ("failed", "timed_out")
+    assert _outcomes(result)[2] == "passed"
+    assert processes_with_marker(marker) == []
+
+
+@needs_root
 def test_os_system_cannot_write_outside_scratch(tmp_path):
     marker_path = tmp_path / "owned-by-shell"
     hostile = f"    import os\n    os.system('touch {marker_path}')\n    return None\n"

@@ -70,23 +70,22 @@ _SANDBOX_UID_BASE = 1_900_000_000
 _SANDBOX_UID_SPAN = 100_000_000
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 _REAP_TIMEOUT_S = 10.0
-# kill(-1) returns success while any other process exists, so emptiness is read from /proc instead.
+# The reaper starts as root and keeps a second fresh uid as its real and saved uid, with the sandbox uid as its
+# effective uid. kill(-1) then reaches every process of the sandbox uid, while none of them may signal the reaper:
+# under the sandbox uid alone, a surviving process that loops on kill(-1) killed each reaper before its first kill.
+# getpriority(PRIO_USER) counts processes by real uid, so the reaper does not count itself.
 _REAPER_SOURCE = """
-import os, time
-me, uid = os.getpid(), os.getuid()
-def left():
-    pids = []
-    for name in os.listdir('/proc'):
-        try:
-            if name.isdigit() and int(name) != me and os.stat('/proc/' + name).st_uid == uid:
-                pids.append(name)
-        except OSError:
-            pass
-    return pids
+import os, sys, time
+uid, gid, own_id = (int(arg) for arg in sys.argv[1:])
+os.setgroups([])
+os.setresgid(own_id, gid, own_id)
+os.setresuid(own_id, uid, own_id)
 deadline = time.monotonic() + 5.0
 while time.monotonic() < deadline:
     os.kill(-1, 9)
-    if not left():
+    try:
+        os.getpriority(os.PRIO_USER, uid)
+    except ProcessLookupError:
         break
     time.sleep(0.005)
 """
@@ -451,10 +450,11 @@ def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]
 
 def _kill_uid(identity: _Identity) -> None:
     # kill(-1) runs under the tasklist lock, so a fork bomb cannot add processes while it is delivered. Killed
-    # processes stay visible until init reaps them, so the reaper repeats until /proc shows none of the uid.
+    # processes stay listed until init reaps them, so the reaper repeats until it finds none of the uid.
     subprocess.run(
-        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _REAPER_SOURCE],
-        user=identity.uid, group=identity.gid, extra_groups=[], env={}, cwd="/",
+        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _REAPER_SOURCE,
+         str(identity.uid), str(identity.gid), str(_allocate_uid())],
+        env={}, cwd="/",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         timeout=_REAP_TIMEOUT_S, check=False,
     )
