@@ -61,6 +61,24 @@ def test_sources_over_the_request_size_run_from_files():
     assert "assert candidate(" in failed.detail
 
 
+@pytest.mark.parametrize("padding", [
+    "",  # sent inside the fork server request
+    "# padding\n" * 6000,  # written to a file
+])
+def test_lone_surrogate_fails_like_a_syntax_error(padding):
+    problem = load_humaneval_problems(limit=1)[0]
+    code = padding + "text = '\udc80'\n" + problem.prompt + problem.canonical_solution
+
+    result = run_tests(code, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits())
+    program = run_program(padding + "text = '\ud800'\nprint(text)\n", limits=SandboxLimits())
+
+    assert result.outcome == "failed"
+    assert "candidate process exited" in result.detail
+    assert program.outcome == "failed"
+    assert "surrogates not allowed" in program.output
+
+
 def test_infinite_loop_times_out_and_kills_children():
     marker = f"loop-child-{uuid.uuid4().hex}"
     hostile = (

@@ -133,7 +133,7 @@ def _compile(config, key, filename):
     if key in config:
         source = config[key]
     else:
-        with open(config[key + "_path"], encoding="utf-8") as stream:
+        with open(config[key + "_path"], encoding="utf-8", errors="surrogatepass") as stream:
             source = stream.read()
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     return compile(source, filename, "exec")

@@ -336,7 +336,8 @@ def _prepare_identity(root: Path, role: str, sources: dict[str, str]) -> tuple[_
             entries[key] = text
         else:
             path = workdir / f"{key}.py"
-            path.write_text(text, encoding="utf-8")
+            # Lone surrogates survive the trip, so `compile` rejects them in the child as it does inline sources.
+            path.write_text(text, encoding="utf-8", errors="surrogatepass")
             entries[f"{key}_path"] = str(path)
     if not is_privileged():
         return _Identity(uid=None, gid=None, workdir=workdir), entries
