@@ -79,6 +79,25 @@ def test_lone_surrogate_fails_like_a_syntax_error(padding):
     assert "surrogates not allowed" in program.output
 
 
+def test_oversized_reply_fails_without_timeout():
+    problem = load_humaneval_problems(limit=1)[0]
+    # The reply is a complex number whose real part is a 10 MB string, so the test process rejects it quoting it.
+    hostile = problem.prompt + (
+        "    return None\n"
+        "import __main__, json\n"
+        "_write_frame = __main__._write_frame\n"
+        "__main__._write_frame = lambda fd, payload: _write_frame(\n"
+        "    fd, json.dumps({'value': ['complex', ['x' * 10_000_000, 0]]}).encode())\n"
+    )
+
+    result = run_tests(hostile, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits(timeout_s=5.0))
+
+    assert result.outcome == "failed"
+    assert "could not convert string to float" in result.detail
+    assert len(result.detail) < 2000
+
+
 def test_infinite_loop_times_out_and_kills_children():
     marker = f"loop-child-{uuid.uuid4().hex}"
     hostile = (

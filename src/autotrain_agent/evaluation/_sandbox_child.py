@@ -207,7 +207,9 @@ def _run_checker(config):
                 raise CandidateCallError(str(reply["error"]))
             return _decode(reply["value"])
         except (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError) as error:
-            lost.append(f"the candidate process exited or broke the protocol before the tests finished ({error})")
+            # The error can quote the candidate's reply, and a verdict over the pipe's 64 KiB would block its write.
+            lost.append("the candidate process exited or broke the protocol before the tests finished "
+                        f"({str(error)[:500]})")
             raise CandidateLostError(lost[0]) from None
 
     namespace = {"__name__": "__checker__", "__builtins__": __builtins__}
