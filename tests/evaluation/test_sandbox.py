@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from humaneval_fakes import processes_with_marker, run_problem_set, sandbox_processes, with_hostile_middle
@@ -231,6 +232,64 @@ def test_socket_to_localhost_reaches_no_listener():
     assert accepted == []
 
 
+_ANSWER_SERVER = """
+import json, os, socket
+def has_close_elements(numbers, threshold):
+    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(ADDRESS)
+if not ADDRESS.startswith(chr(0)):
+    os.chmod(ADDRESS, 0o777)
+server.listen(8)
+server.settimeout(3)
+try:
+    while True:
+        connection, _ = server.accept()
+        connection.sendall(json.dumps(has_close_elements(*json.loads(connection.recv(65536)))).encode())
+        connection.close()
+except OSError:
+    pass
+"""
+_ANSWER_CLIENT = """    import json, socket, time
+    for _ in range(100):
+        try:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.connect(ADDRESS)
+            break
+        except OSError:
+            time.sleep(0.02)
+    connection.sendall(json.dumps([numbers, threshold]).encode())
+    return json.loads(connection.recv(100))
+"""
+
+
+@needs_root
+@pytest.mark.xfail(strict=True, reason=(
+    "runs share the fork server's network namespace, /tmp and the IPC namespace; closing every channel needs "
+    "a mount and IPC namespace per run and a network namespace per run or per process"))
+@pytest.mark.parametrize("address", [
+    "\0answers-{}",  # abstract socket, visible in the shared network namespace
+    "/tmp/answers-{}.sock",  # socket file in the world-writable /tmp
+])
+def test_concurrent_run_cannot_answer_for_another(address, request):
+    problem = load_humaneval_problems(limit=1)[0]
+    path = address.format(uuid.uuid4().hex)
+    request.addfinalizer(lambda: path.startswith("/") and Path(path).unlink(missing_ok=True))
+    address = repr(path)
+    server_result = []
+    server = threading.Thread(target=lambda: server_result.append(
+        run_program(_ANSWER_SERVER.replace("ADDRESS", address), limits=SandboxLimits(timeout_s=5.0))))
+    server.start()
+    time.sleep(0.3)
+
+    result = run_tests(problem.prompt + _ANSWER_CLIENT.replace("ADDRESS", address), entry_point=problem.entry_point,
+                       tests=problem.test, support_code=problem.prompt, limits=SandboxLimits(timeout_s=5.0))
+    server.join()
+
+    assert server_result[0].outcome == "passed"
+    assert result.outcome == "failed"
+
+
 @needs_root
 def test_killing_parent_group_leaves_harness_running():
     hostile = "    return None\nimport os\nos.kill(os.getppid(), 9)\nos.killpg(os.getpgid(os.getppid()), 9)\n"
@@ -274,10 +333,25 @@ def test_process_killing_its_own_uid_is_killed(outer_limits):
     result = run_problem_set(with_hostile_middle(hostile), timeout_s=2.0)
 
     assert _outcomes(result)[0] == "passed"
-    # The killer holds the candidate's reply pipe open, so the test process may wait until the timeout.
+    # The killer keeps the candidate's reply pipe open, so the test process may wait until the timeout.
     assert _outcomes(result)[1] in ("failed", "timed_out")
     assert _outcomes(result)[2] == "passed"
     assert processes_with_marker(marker) == []
+
+
+@needs_root
+@pytest.mark.xfail(strict=True, reason=(
+    "sandboxed processes can write to the world-writable /tmp, /var/tmp and /dev/shm, and nothing removes "
+    "those files after the run; a private mount namespace per run would keep them in the scratch folder"))
+def test_files_outside_scratch_are_removed(request):
+    names = [f"{folder}/left-by-sandbox-{uuid.uuid4().hex}" for folder in ("/tmp", "/var/tmp", "/dev/shm")]
+    request.addfinalizer(lambda: [Path(name).unlink(missing_ok=True) for name in names])
+    program = f"for name in {names!r}:\n    open(name, 'w').write('x')\n"
+
+    result = run_program(program, limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert [name for name in names if Path(name).exists()] == []
 
 
 @needs_root

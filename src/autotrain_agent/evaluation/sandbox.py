@@ -14,12 +14,14 @@ What is enforced depends on the privileges of the calling process (measured on L
   group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
 - As root: the fork server moves into a network namespace of its own when it starts, and every child inherits
   it. No interface is up there, so even 127.0.0.1 is unreachable. A namespace per child cost about 0.5 ms of CPU
-  to create, plus its teardown. With one per server, code in two concurrent runs could reach each other through
-  abstract Unix sockets. That gives neither a pass, because only the test process reports one and it opens no
-  socket. Each child runs under a fresh unused uid and gid with no supplementary groups and `no_new_privs`, so
-  `RLIMIT_NPROC` counts only its own processes, it cannot signal the harness or read other folders with
-  0700 permissions, and when the run ends every process of that uid is killed with `kill(-1, SIGKILL)`, including
-  those that left the process group. The kill is skipped when /proc lists no process of the uid.
+  to create, plus its teardown. With one per server, code in two concurrent runs can reach each other through
+  abstract Unix sockets, as it can through socket files in the shared /tmp. So a candidate can pass with answers
+  computed by code in another concurrent run. Each child runs under a fresh unused uid and gid with no
+  supplementary groups and `no_new_privs`, so `RLIMIT_NPROC` counts only its own processes, it cannot signal the
+  harness or read other folders with 0700 permissions, and when the run ends every process of that uid is killed
+  with `kill(-1, SIGKILL)`, including those that left the process group, by a reaper they cannot signal. The kill
+  is skipped when /proc lists no process of the uid. Files the code writes to the world-writable /tmp, /var/tmp
+  and /dev/shm outlive the run.
 - Without root: no network isolation, no uid change, and `RLIMIT_NPROC` counts every process of the user, so the
   limit is set to the current count plus `max_processes`. A process that calls `setsid` and double-forks can
   outlive the run, and the code can signal the harness.
