@@ -47,9 +47,9 @@ def test_wrong_answer_fails_with_test_line():
     assert "assert candidate(" in result.detail
 
 
-def test_sources_over_the_request_size_run_from_files():
+def test_large_sources_pass_and_fail():
     problem = load_humaneval_problems(limit=1)[0]
-    padding = "# padding\n" * 6000  # about 60 KB, over what one fork server request carries
+    padding = "# padding\n" * 6000  # about 60 KB
     limits = SandboxLimits()
 
     passed = run_tests(padding + problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
@@ -63,8 +63,8 @@ def test_sources_over_the_request_size_run_from_files():
 
 
 @pytest.mark.parametrize("padding", [
-    "",  # sent inside the fork server request
-    "# padding\n" * 6000,  # written to a file
+    "",  # small source
+    "# padding\n" * 6000,  # 60 KB source
 ])
 def test_lone_surrogate_fails_like_a_syntax_error(padding):
     problem = load_humaneval_problems(limit=1)[0]
@@ -97,6 +97,61 @@ def test_oversized_reply_fails_without_timeout():
     assert result.outcome == "failed"
     assert "could not convert string to float" in result.detail
     assert len(result.detail) < 2000
+
+
+def test_tests_are_not_in_candidate_memory():
+    problem = load_humaneval_problems(limit=1)[0]
+    # A wrong answer that looks up each expected value in the tests, found in the fork server's spawn request
+    # that is still on the candidate's stack.
+    hostile = problem.prompt + (
+        "    return ANSWERS[repr((numbers, threshold))]\n"
+        "import sys\n"
+        "frame, tests = sys._getframe(), None\n"
+        "while frame is not None and tests is None:\n"
+        "    request = frame.f_locals.get('request')\n"
+        "    if isinstance(request, dict) and 'processes' in request:\n"
+        "        tests = request['processes'][1]['config'].get('test_source')\n"
+        "    frame = frame.f_back\n"
+        "ANSWERS = {}\n"
+        "class Recorder:\n"
+        "    def __init__(self, args):\n        self.args = args\n"
+        "    def __eq__(self, expected):\n        ANSWERS[repr(self.args)] = expected\n        return True\n"
+        "namespace = {}\n"
+        "exec(tests, namespace)\n"
+        "namespace['check'](lambda *args: Recorder(args))\n"
+    )
+
+    result = run_tests(hostile, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits())
+
+    assert result.outcome == "failed"
+
+
+def test_earlier_tests_are_not_in_later_process_memory():
+    problem = load_humaneval_problems(limit=1)[0]
+    marker = f"earlier-tests-{uuid.uuid4().hex}"
+    # The program builds the marker at run time, so its own source has no copy.
+    scan = (
+        "import ctypes\n"
+        f"marker = ''.join(reversed({marker[::-1]!r})).encode()\n"
+        "copies = 0\n"
+        "for line in open('/proc/self/maps'):\n"
+        "    fields = line.split()\n"
+        "    if fields[1].startswith('rw') and (len(fields) < 6 or fields[5] == '[heap]'):\n"
+        "        start, end = (int(address, 16) for address in fields[0].split('-'))\n"
+        "        copies += ctypes.string_at(start, end - start).count(marker)\n"
+        "print(copies)\n"
+    )
+    # The scan counts its own copy of the marker too, so a scan before the tests sets the baseline.
+    baseline = run_program(scan, limits=SandboxLimits())
+    run_tests(problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
+              tests=f"{problem.test}\n# {marker}\n", support_code=problem.prompt, limits=SandboxLimits())
+
+    result = run_program(scan, limits=SandboxLimits())
+
+    assert baseline.outcome == "passed"
+    assert result.outcome == "passed"
+    assert result.output == baseline.output
 
 
 def test_infinite_loop_times_out_and_kills_children():

@@ -9,14 +9,14 @@ What is enforced depends on the privileges of the calling process (measured on L
   the standard library but no installed package, which is all HumanEval needs. The server imports the standard
   modules that HumanEval code uses and compiles a warm-up function before its first fork, so children start with
   them loaded. With that and the shared network namespace below, the two processes of a HumanEval run took 5.7 ms
-  of CPU instead of 10 ms, at load average 2.5. Sources travel in the fork server request, not in files. A
+  of CPU instead of 10 ms, at load average 2.5. Sources reach each child as in-memory files that the server passes on unread. A
   child's environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`, so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
   group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
 - As root: the fork server moves into a network namespace of its own when it starts, and every child inherits
   it. No interface is up there, so even 127.0.0.1 is unreachable. A namespace per child cost about 0.5 ms of CPU
   to create, plus its teardown. With one per server, code in two concurrent runs can reach each other through
-  abstract Unix sockets, as it can through socket files in the shared /tmp. So a candidate can pass with answers
-  computed by code in another concurrent run. Each child runs under a fresh unused uid and gid with no
+  abstract Unix sockets, as it can through socket files in the shared /tmp. So a candidate can pass with return
+  values computed by code in another concurrent run. Each child runs under a fresh unused uid and gid with no
   supplementary groups and `no_new_privs`, so `RLIMIT_NPROC` counts only its own processes, it cannot signal the
   harness or read other folders with 0700 permissions, and when the run ends every process of that uid is killed
   with `kill(-1, SIGKILL)`, including those that left the process group, by a reaper they cannot signal. The kill
@@ -91,10 +91,6 @@ while time.monotonic() < deadline:
         break
     time.sleep(0.005)
 """
-# Sources this small go inside the fork server request: a Unix datagram must fit the socket's send buffer (212,992
-# bytes by default on Linux), and a request carries up to three sources. Writing them to files took about 0.7 ms of a
-# 13 ms HumanEval run on ext4.
-_INLINE_SOURCE_BYTES = 48 * 1024
 _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
 _INTERPRETER_FLAGS = ("-I", "-S")
 _FORK_SERVER_LOCK = threading.Lock()
@@ -233,11 +229,14 @@ def run_program(program: str, *, limits: SandboxLimits) -> SandboxResult:
     """
     started = time.monotonic()
     with _scratch_folder() as root:
-        identity, sources = _prepare_identity(Path(root), "program", {"program_source": program})
+        identity = _prepare_identity(Path(root), "program")
+        sources = _write_sources({"program_source": program})
         status_read, status_write = os.pipe()
-        config = {"role": "program", **sources}
-        (process,) = _spawn_all([(config, identity, {"status_fd": status_write})], limits)
-        os.close(status_write)
+        try:
+            (process,) = _spawn_all([({"role": "program"}, identity, {"status_fd": status_write, **sources})], limits)
+        finally:
+            for fd in (status_write, *sources.values()):
+                os.close(fd)
         collector = _OutputCollector(process.stdout, limits.max_output_bytes)
         timed_out = _wait(process, [collector], started + limits.timeout_s)
         _kill_everything([process], [identity])
@@ -274,22 +273,24 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
     """
     started = time.monotonic()
     with _scratch_folder() as root:
-        candidate, candidate_sources = _prepare_identity(Path(root), "candidate", {"program_source": code})
-        checker, checker_sources = _prepare_identity(Path(root), "checker",
-                                                     {"support_source": support_code, "test_source": tests})
+        candidate, checker = _prepare_identity(Path(root), "candidate"), _prepare_identity(Path(root), "checker")
+        candidate_sources = _write_sources({"program_source": code})
+        checker_sources = _write_sources({"support_source": support_code, "test_source": tests})
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
         verdict_read, verdict_write = os.pipe()
-        candidate_config = {"role": "candidate", "entry_point": entry_point, **candidate_sources}
-        checker_config = {"role": "checker", "entry_point": entry_point, **checker_sources}
+        candidate_config = {"role": "candidate", "entry_point": entry_point}
+        checker_config = {"role": "checker", "entry_point": entry_point}
         try:
             processes = _spawn_all([
-                (candidate_config, candidate, {"request_fd": request_read, "response_fd": response_write}),
-                (checker_config, checker,
-                 {"request_fd": request_write, "response_fd": response_read, "verdict_fd": verdict_write}),
+                (candidate_config, candidate,
+                 {"request_fd": request_read, "response_fd": response_write, **candidate_sources}),
+                (checker_config, checker, {"request_fd": request_write, "response_fd": response_read,
+                                           "verdict_fd": verdict_write, **checker_sources}),
             ], limits)
         finally:
-            for fd in (request_read, request_write, response_read, response_write, verdict_write):
+            for fd in (request_read, request_write, response_read, response_write, verdict_write,
+                       *candidate_sources.values(), *checker_sources.values()):
                 os.close(fd)
         collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
         timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
@@ -324,31 +325,35 @@ def _scratch_folder():
         _FOLDER_REMOVER.submit(shutil.rmtree, root, ignore_errors=True)
 
 
-def _prepare_identity(root: Path, role: str, sources: dict[str, str]) -> tuple[_Identity, dict[str, str]]:
-    """Create a role's scratch folder, owned by a fresh uid when we are root; return its sources' config entries.
-
-    A source travels in the fork server request under its key. One too large for a request is written to the
-    folder, and `<key>_path` names the file instead.
-    """
+def _prepare_identity(root: Path, role: str) -> _Identity:
+    """Create a role's scratch folder, owned by a fresh uid when we are root."""
     workdir = root / role
     workdir.mkdir(mode=0o700)
-    entries = {}
-    for key, text in sources.items():
-        if len(json.dumps(text)) <= _INLINE_SOURCE_BYTES:
-            entries[key] = text
-        else:
-            path = workdir / f"{key}.py"
-            # Lone surrogates survive the trip, so `compile` rejects them in the child as it does inline sources.
-            path.write_text(text, encoding="utf-8", errors="surrogatepass")
-            entries[f"{key}_path"] = str(path)
     if not is_privileged():
-        return _Identity(uid=None, gid=None, workdir=workdir), entries
+        return _Identity(uid=None, gid=None, workdir=workdir)
 
     root.chmod(0o711)
     uid = _allocate_uid()
-    for path in (workdir, *workdir.iterdir()):
-        os.chown(path, uid, uid)
-    return _Identity(uid=uid, gid=uid, workdir=workdir), entries
+    os.chown(workdir, uid, uid)
+    return _Identity(uid=uid, gid=uid, workdir=workdir)
+
+
+def _write_sources(sources: dict[str, str]) -> dict[str, int]:
+    """Write each source to a new in-memory file; return the descriptors under `<key>_fd`, read from the start.
+
+    The fork server passes the descriptors on without reading them. A source inside the request itself stayed in
+    the server's memory, which every process it forks inherits: the candidate forked by the same request could
+    read the tests there, and later processes found earlier tests in freed memory.
+    """
+    fds = {}
+    for key, text in sources.items():
+        fd = fds[f"{key}_fd"] = os.memfd_create(key, os.MFD_CLOEXEC)
+        # Lone surrogates survive, so `compile` rejects them in the child as it rejects any invalid source.
+        remaining = memoryview(text.encode("utf-8", errors="surrogatepass"))
+        while remaining:
+            remaining = remaining[os.write(fd, remaining):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fds
 
 
 def _allocate_uid() -> int:
