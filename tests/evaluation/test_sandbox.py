@@ -7,6 +7,7 @@ body runs when the candidate module loads.
 
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -193,6 +194,23 @@ def test_huge_allocation_fails_fast_without_harness_growth(outer_limits):
     assert result.results[1].duration_s < 2.0
     assert "MemoryError" in result.results[1].detail
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before_kb < 50 * 1024
+
+
+def test_interrupted_run_leaves_no_process():
+    marker = f"interrupted-{uuid.uuid4().hex}"
+    program = ("import os, sys\n"
+               f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
+    previous_handler = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_program(program, limits=SandboxLimits(timeout_s=30.0))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+
+    assert processes_with_marker(marker) == []
 
 
 def test_printing_loop_times_out_with_capped_output():

@@ -232,14 +232,16 @@ def run_program(program: str, *, limits: SandboxLimits) -> SandboxResult:
         identity = _prepare_identity(Path(root), "program")
         sources = _write_sources({"program_source": program})
         status_read, status_write = os.pipe()
-        try:
-            (process,) = _spawn_all([({"role": "program"}, identity, {"status_fd": status_write, **sources})], limits)
-        finally:
-            for fd in (status_write, *sources.values()):
-                os.close(fd)
-        collector = _OutputCollector(process.stdout, limits.max_output_bytes)
-        timed_out = _wait(process, [collector], started + limits.timeout_s)
-        _kill_everything([process], [identity])
+        with _killed_on_exit([identity]) as processes:
+            try:
+                processes += _spawn_all([({"role": "program"}, identity, {"status_fd": status_write, **sources})],
+                                        limits)
+            finally:
+                for fd in (status_write, *sources.values()):
+                    os.close(fd)
+            process = processes[0]
+            collector = _OutputCollector(process.stdout, limits.max_output_bytes)
+            timed_out = _wait(process, [collector], started + limits.timeout_s)
         frames = _read_frames(status_read)
         collector.drain()
 
@@ -281,20 +283,20 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
         verdict_read, verdict_write = os.pipe()
         candidate_config = {"role": "candidate", "entry_point": entry_point}
         checker_config = {"role": "checker", "entry_point": entry_point}
-        try:
-            processes = _spawn_all([
-                (candidate_config, candidate,
-                 {"request_fd": request_read, "response_fd": response_write, **candidate_sources}),
-                (checker_config, checker, {"request_fd": request_write, "response_fd": response_read,
-                                           "verdict_fd": verdict_write, **checker_sources}),
-            ], limits)
-        finally:
-            for fd in (request_read, request_write, response_read, response_write, verdict_write,
-                       *candidate_sources.values(), *checker_sources.values()):
-                os.close(fd)
-        collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
-        timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
-        _kill_everything(processes, [candidate, checker])
+        with _killed_on_exit([candidate, checker]) as processes:
+            try:
+                processes += _spawn_all([
+                    (candidate_config, candidate,
+                     {"request_fd": request_read, "response_fd": response_write, **candidate_sources}),
+                    (checker_config, checker, {"request_fd": request_write, "response_fd": response_read,
+                                               "verdict_fd": verdict_write, **checker_sources}),
+                ], limits)
+            finally:
+                for fd in (request_read, request_write, response_read, response_write, verdict_write,
+                           *candidate_sources.values(), *checker_sources.values()):
+                    os.close(fd)
+            collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
+            timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
         frames = _read_frames(verdict_read)
         for collector in collectors:
             collector.drain()
@@ -435,6 +437,19 @@ def _wait(process: ForkedProcess, collectors: list[_OutputCollector], deadline: 
         if any(fd == process.pidfd for fd, _ in events):
             return False
     return True
+
+
+@contextlib.contextmanager
+def _killed_on_exit(identities: list[_Identity]):
+    """Yield a list for a run's processes, then kill them and every process of `identities`, even after an error.
+
+    Without this, an interrupt while waiting, such as Ctrl-C during an evaluation, left the run's processes alive.
+    """
+    processes: list[ForkedProcess] = []
+    try:
+        yield processes
+    finally:
+        _kill_everything(processes, identities)
 
 
 def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]) -> None:
