@@ -5,6 +5,7 @@ and the real sandbox. Completion-style answers continue the prompt's function, s
 body runs when the candidate module loads.
 """
 
+import contextlib
 import os
 import resource
 import signal
@@ -509,6 +510,30 @@ def test_dead_fork_server_is_replaced(caplog):
     assert result.output == "still here\n"
     assert "fork server" in caplog.text
     assert "starting a new one" in caplog.text
+
+
+def test_interrupted_request_leaves_no_reply_for_next_run():
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, _fork_server, run_program
+
+    run_program("pass", limits=SandboxLimits())
+    server_pid = _fork_server().process.pid
+    # A stopped server receives the request but cannot reply, so the interrupt lands while the harness waits for it.
+    os.kill(server_pid, signal.SIGSTOP)
+    previous_handler = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_program("print('interrupted')", limits=SandboxLimits())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server_pid, signal.SIGCONT)
+
+    results = [run_program(f"print({number})", limits=SandboxLimits()) for number in range(3)]
+
+    assert [result.outcome for result in results] == ["passed"] * 3
+    assert [result.output for result in results] == ["0\n", "1\n", "2\n"]
 
 
 def test_sandboxed_processes_stay_in_outer_cgroup(outer_limits):
