@@ -5,12 +5,15 @@ and the real sandbox. Completion-style answers continue the prompt's function, s
 body runs when the candidate module loads.
 """
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from humaneval_fakes import processes_with_marker, run_problem_set, sandbox_processes, with_hostile_middle
@@ -46,9 +49,9 @@ def test_wrong_answer_fails_with_test_line():
     assert "assert candidate(" in result.detail
 
 
-def test_sources_over_the_request_size_run_from_files():
+def test_large_sources_pass_and_fail():
     problem = load_humaneval_problems(limit=1)[0]
-    padding = "# padding\n" * 6000  # about 60 KB, over what one fork server request carries
+    padding = "# padding\n" * 6000  # about 60 KB
     limits = SandboxLimits()
 
     passed = run_tests(padding + problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
@@ -59,6 +62,98 @@ def test_sources_over_the_request_size_run_from_files():
     assert passed.outcome == "passed", passed.detail
     assert failed.outcome == "failed"
     assert "assert candidate(" in failed.detail
+
+
+@pytest.mark.parametrize("padding", [
+    "",  # small source
+    "# padding\n" * 6000,  # 60 KB source
+])
+def test_lone_surrogate_fails_like_a_syntax_error(padding):
+    problem = load_humaneval_problems(limit=1)[0]
+    code = padding + "text = '\udc80'\n" + problem.prompt + problem.canonical_solution
+
+    result = run_tests(code, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits())
+    program = run_program(padding + "text = '\ud800'\nprint(text)\n", limits=SandboxLimits())
+
+    assert result.outcome == "failed"
+    assert "candidate process exited" in result.detail
+    assert program.outcome == "failed"
+    assert "surrogates not allowed" in program.output
+
+
+def test_oversized_reply_fails_without_timeout():
+    problem = load_humaneval_problems(limit=1)[0]
+    # The reply is a complex number whose real part is a 10 MB string, so the test process rejects it quoting it.
+    hostile = problem.prompt + (
+        "    return None\n"
+        "import __main__, json\n"
+        "_write_frame = __main__._write_frame\n"
+        "__main__._write_frame = lambda fd, payload: _write_frame(\n"
+        "    fd, json.dumps({'value': ['complex', ['x' * 10_000_000, 0]]}).encode())\n"
+    )
+
+    result = run_tests(hostile, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits(timeout_s=5.0))
+
+    assert result.outcome == "failed"
+    assert "could not convert string to float" in result.detail
+    assert len(result.detail) < 2000
+
+
+def test_tests_are_not_in_candidate_memory():
+    problem = load_humaneval_problems(limit=1)[0]
+    # A wrong answer that looks up each expected value in the tests, found in the fork server's spawn request
+    # that is still on the candidate's stack.
+    hostile = problem.prompt + (
+        "    return ANSWERS[repr((numbers, threshold))]\n"
+        "import sys\n"
+        "frame, tests = sys._getframe(), None\n"
+        "while frame is not None and tests is None:\n"
+        "    request = frame.f_locals.get('request')\n"
+        "    if isinstance(request, dict) and 'processes' in request:\n"
+        "        tests = request['processes'][1]['config'].get('test_source')\n"
+        "    frame = frame.f_back\n"
+        "ANSWERS = {}\n"
+        "class Recorder:\n"
+        "    def __init__(self, args):\n        self.args = args\n"
+        "    def __eq__(self, expected):\n        ANSWERS[repr(self.args)] = expected\n        return True\n"
+        "namespace = {}\n"
+        "exec(tests, namespace)\n"
+        "namespace['check'](lambda *args: Recorder(args))\n"
+    )
+
+    result = run_tests(hostile, entry_point=problem.entry_point, tests=problem.test, support_code=problem.prompt,
+                       limits=SandboxLimits())
+
+    assert result.outcome == "failed"
+
+
+def test_earlier_tests_are_not_in_later_process_memory():
+    problem = load_humaneval_problems(limit=1)[0]
+    marker = f"earlier-tests-{uuid.uuid4().hex}"
+    # The program builds the marker at run time, so its own source has no copy.
+    scan = (
+        "import ctypes\n"
+        f"marker = ''.join(reversed({marker[::-1]!r})).encode()\n"
+        "copies = 0\n"
+        "for line in open('/proc/self/maps'):\n"
+        "    fields = line.split()\n"
+        "    if fields[1].startswith('rw') and (len(fields) < 6 or fields[5] == '[heap]'):\n"
+        "        start, end = (int(address, 16) for address in fields[0].split('-'))\n"
+        "        copies += ctypes.string_at(start, end - start).count(marker)\n"
+        "print(copies)\n"
+    )
+    # The scan counts its own copy of the marker too, so a scan before the tests sets the baseline.
+    baseline = run_program(scan, limits=SandboxLimits())
+    run_tests(problem.prompt + problem.canonical_solution, entry_point=problem.entry_point,
+              tests=f"{problem.test}\n# {marker}\n", support_code=problem.prompt, limits=SandboxLimits())
+
+    result = run_program(scan, limits=SandboxLimits())
+
+    assert baseline.outcome == "passed"
+    assert result.outcome == "passed"
+    assert result.output == baseline.output
 
 
 def test_infinite_loop_times_out_and_kills_children():
@@ -100,6 +195,23 @@ def test_huge_allocation_fails_fast_without_harness_growth(outer_limits):
     assert result.results[1].duration_s < 2.0
     assert "MemoryError" in result.results[1].detail
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before_kb < 50 * 1024
+
+
+def test_interrupted_run_leaves_no_process():
+    marker = f"interrupted-{uuid.uuid4().hex}"
+    program = ("import os, sys\n"
+               f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
+    previous_handler = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_program(program, limits=SandboxLimits(timeout_s=30.0))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+
+    assert processes_with_marker(marker) == []
 
 
 def test_printing_loop_times_out_with_capped_output():
@@ -194,6 +306,64 @@ def test_socket_to_localhost_reaches_no_listener():
     assert accepted == []
 
 
+_ANSWER_SERVER = """
+import json, os, socket
+def has_close_elements(numbers, threshold):
+    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(ADDRESS)
+if not ADDRESS.startswith(chr(0)):
+    os.chmod(ADDRESS, 0o777)
+server.listen(8)
+server.settimeout(3)
+try:
+    while True:
+        connection, _ = server.accept()
+        connection.sendall(json.dumps(has_close_elements(*json.loads(connection.recv(65536)))).encode())
+        connection.close()
+except OSError:
+    pass
+"""
+_ANSWER_CLIENT = """    import json, socket, time
+    for _ in range(100):
+        try:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.connect(ADDRESS)
+            break
+        except OSError:
+            time.sleep(0.02)
+    connection.sendall(json.dumps([numbers, threshold]).encode())
+    return json.loads(connection.recv(100))
+"""
+
+
+@needs_root
+@pytest.mark.xfail(strict=True, reason=(
+    "runs share the fork server's network namespace, /tmp and the IPC namespace; closing every channel needs "
+    "a mount and IPC namespace per run and a network namespace per run or per process"))
+@pytest.mark.parametrize("address", [
+    "\0answers-{}",  # abstract socket, visible in the shared network namespace
+    "/tmp/answers-{}.sock",  # socket file in the world-writable /tmp
+])
+def test_concurrent_run_cannot_answer_for_another(address, request):
+    problem = load_humaneval_problems(limit=1)[0]
+    path = address.format(uuid.uuid4().hex)
+    request.addfinalizer(lambda: path.startswith("/") and Path(path).unlink(missing_ok=True))
+    address = repr(path)
+    server_result = []
+    server = threading.Thread(target=lambda: server_result.append(
+        run_program(_ANSWER_SERVER.replace("ADDRESS", address), limits=SandboxLimits(timeout_s=5.0))))
+    server.start()
+    time.sleep(0.3)
+
+    result = run_tests(problem.prompt + _ANSWER_CLIENT.replace("ADDRESS", address), entry_point=problem.entry_point,
+                       tests=problem.test, support_code=problem.prompt, limits=SandboxLimits(timeout_s=5.0))
+    server.join()
+
+    assert server_result[0].outcome == "passed"
+    assert result.outcome == "failed"
+
+
 @needs_root
 def test_killing_parent_group_leaves_harness_running():
     hostile = "    return None\nimport os\nos.kill(os.getppid(), 9)\nos.killpg(os.getpgid(os.getppid()), 9)\n"
@@ -220,6 +390,42 @@ def test_detached_background_process_is_killed(start, outer_limits):
 
     assert _outcomes(result) == ["passed", "failed", "passed"]
     assert processes_with_marker(marker) == []
+
+
+@needs_root
+def test_process_killing_its_own_uid_is_killed(outer_limits):
+    marker = f"uid-killer-{uuid.uuid4().hex}"
+    killer = "import os, time\nwhile True:\n    os.kill(-1, 9)\n    time.sleep(0.001)\n"
+    hostile = (
+        "    return None\nimport os, sys\n"
+        "if os.fork() == 0:\n    os.setsid()\n"
+        f"    os.fork() == 0 and os.execv(sys.executable, [sys.executable, '-c', {killer!r}, {marker!r}])\n"
+        "    os._exit(0)\n"
+        "import time\ntime.sleep(0.5)\n"
+    )
+
+    result = run_problem_set(with_hostile_middle(hostile), timeout_s=2.0)
+
+    assert _outcomes(result)[0] == "passed"
+    # The killer keeps the candidate's reply pipe open, so the test process may wait until the timeout.
+    assert _outcomes(result)[1] in ("failed", "timed_out")
+    assert _outcomes(result)[2] == "passed"
+    assert processes_with_marker(marker) == []
+
+
+@needs_root
+@pytest.mark.xfail(strict=True, reason=(
+    "sandboxed processes can write to the world-writable /tmp, /var/tmp and /dev/shm, and nothing removes "
+    "those files after the run; a private mount namespace per run would keep them in the scratch folder"))
+def test_files_outside_scratch_are_removed(request):
+    names = [f"{folder}/left-by-sandbox-{uuid.uuid4().hex}" for folder in ("/tmp", "/var/tmp", "/dev/shm")]
+    request.addfinalizer(lambda: [Path(name).unlink(missing_ok=True) for name in names])
+    program = f"for name in {names!r}:\n    open(name, 'w').write('x')\n"
+
+    result = run_program(program, limits=SandboxLimits())
+
+    assert result.outcome == "passed"
+    assert [name for name in names if Path(name).exists()] == []
 
 
 @needs_root
@@ -304,6 +510,30 @@ def test_dead_fork_server_is_replaced(caplog):
     assert result.output == "still here\n"
     assert "fork server" in caplog.text
     assert "starting a new one" in caplog.text
+
+
+def test_interrupted_request_leaves_no_reply_for_next_run():
+    from autotrain_agent.evaluation.sandbox import SandboxLimits, _fork_server, run_program
+
+    run_program("pass", limits=SandboxLimits())
+    server_pid = _fork_server().process.pid
+    # A stopped server receives the request but cannot reply, so the interrupt lands while the harness waits for it.
+    os.kill(server_pid, signal.SIGSTOP)
+    previous_handler = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_program("print('interrupted')", limits=SandboxLimits())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server_pid, signal.SIGCONT)
+
+    results = [run_program(f"print({number})", limits=SandboxLimits()) for number in range(3)]
+
+    assert [result.outcome for result in results] == ["passed"] * 3
+    assert [result.output for result in results] == ["0\n", "1\n", "2\n"]
 
 
 def test_sandboxed_processes_stay_in_outer_cgroup(outer_limits):

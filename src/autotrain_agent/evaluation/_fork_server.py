@@ -114,12 +114,7 @@ class ForkServer:
     def stop(self) -> None:
         """Stop the server process; the next `spawn` starts a new one, which inherits the caller's cgroups anew."""
         with self.lock:
-            if self.socket is not None:
-                self.socket.close()
-            if self.process is not None and self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.process, self.socket = None, None
+            self._discard()
 
     def _request(self, message: bytes, fds: list[int], *, restart: bool = True) -> dict:
         with self.lock:
@@ -134,15 +129,23 @@ class ForkServer:
                                    self.process.pid, self.process.returncode)
                 self._start()
             try:
-                return self._exchange(message, fds)
-            except OSError as err:
-                if not restart:
-                    raise
-                # A sandboxed process can kill the server when both run under the same uid (without root).
-                logger.warning("The sandbox fork server failed (%s, exit status %s); starting a new one.",
-                               err, self.process.poll())
-                self._start()
-                return self._exchange(message, fds)
+                return self._exchange_or_restart(message, fds, restart=restart)
+            except BaseException:
+                # The server may still send this request's reply, and the next request would read it as its own.
+                self._discard()
+                raise
+
+    def _exchange_or_restart(self, message: bytes, fds: list[int], *, restart: bool) -> dict:
+        try:
+            return self._exchange(message, fds)
+        except OSError as err:
+            if not restart:
+                raise
+            # A sandboxed process can kill the server when both run under the same uid (without root).
+            logger.warning("The sandbox fork server failed (%s, exit status %s); starting a new one.",
+                           err, self.process.poll())
+            self._start()
+            return self._exchange(message, fds)
 
     def _exchange(self, message: bytes, fds: list[int]) -> dict:
         socket.send_fds(self.socket, [message], fds)
@@ -151,12 +154,16 @@ class ForkServer:
             raise ConnectionResetError("the fork server closed its socket")
         return json.loads(reply)
 
-    def _start(self) -> None:
+    def _discard(self) -> None:
         if self.socket is not None:
             self.socket.close()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.process, self.socket = None, None
+
+    def _start(self) -> None:
+        self._discard()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         started = time.monotonic()
         self.process = subprocess.Popen(

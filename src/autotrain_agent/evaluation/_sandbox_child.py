@@ -124,17 +124,14 @@ def _decode(wire):
 
 
 def _compile(config, key, filename):
-    """Compile the source sent as `config[key]`, or written to the file `config[key + "_path"]` when it was large.
+    """Compile the source in the in-memory file `config[key + "_fd"]`, closing it.
 
     Tracebacks find the lines under `filename` without any file of that name.
     """
     import linecache
 
-    if key in config:
-        source = config[key]
-    else:
-        with open(config[key + "_path"], encoding="utf-8") as stream:
-            source = stream.read()
+    with open(config[key + "_fd"], encoding="utf-8", errors="surrogatepass") as stream:
+        source = stream.read()
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     return compile(source, filename, "exec")
 
@@ -207,7 +204,9 @@ def _run_checker(config):
                 raise CandidateCallError(str(reply["error"]))
             return _decode(reply["value"])
         except (OSError, EOFError, ValueError, KeyError, TypeError, RecursionError) as error:
-            lost.append(f"the candidate process exited or broke the protocol before the tests finished ({error})")
+            # The error can quote the candidate's reply, and a verdict over the pipe's 64 KiB would block its write.
+            lost.append("the candidate process exited or broke the protocol before the tests finished "
+                        f"({str(error)[:500]})")
             raise CandidateLostError(lost[0]) from None
 
     namespace = {"__name__": "__checker__", "__builtins__": __builtins__}
@@ -275,9 +274,11 @@ def _warm_up():
     """
     for symbol in ("prctl", "unshare"):
         getattr(_LIBC, symbol)  # ctypes looks the symbol up once and keeps it on the library object
-    config = {"program_source": "def warm_up(values: list) -> int:\n    return len(values)\n"}
+    source_fd = os.memfd_create("warm_up")
+    os.write(source_fd, b"def warm_up(values: list) -> int:\n    return len(values)\n")
+    os.lseek(source_fd, 0, os.SEEK_SET)
     namespace = {"__name__": "__warm_up__"}
-    exec(_compile(config, "program_source", "warm_up.py"), namespace)
+    exec(_compile({"program_source_fd": source_fd}, "program_source", "warm_up.py"), namespace)
     _decode(json.loads(json.dumps(_encode(namespace["warm_up"]([(1, 2.0, "3")])))))
     _FRAME_HEADER.pack(0)
     import linecache

@@ -9,17 +9,19 @@ What is enforced depends on the privileges of the calling process (measured on L
   the standard library but no installed package, which is all HumanEval needs. The server imports the standard
   modules that HumanEval code uses and compiles a warm-up function before its first fork, so children start with
   them loaded. With that and the shared network namespace below, the two processes of a HumanEval run took 5.7 ms
-  of CPU instead of 10 ms, at load average 2.5. Sources travel in the fork server request, not in files. A
+  of CPU instead of 10 ms, at load average 2.5. Sources reach each child as in-memory files that the server passes on unread. A
   child's environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`, so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
   group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
 - As root: the fork server moves into a network namespace of its own when it starts, and every child inherits
   it. No interface is up there, so even 127.0.0.1 is unreachable. A namespace per child cost about 0.5 ms of CPU
-  to create, plus its teardown. With one per server, code in two concurrent runs could reach each other through
-  abstract Unix sockets. That gives neither a pass, because only the test process reports one and it opens no
-  socket. Each child runs under a fresh unused uid and gid with no supplementary groups and `no_new_privs`, so
-  `RLIMIT_NPROC` counts only its own processes, it cannot signal the harness or read other folders with
-  0700 permissions, and when the run ends every process of that uid is killed with `kill(-1, SIGKILL)`, including
-  those that left the process group. The kill is skipped when /proc lists no process of the uid.
+  to create, plus its teardown. With one per server, code in two concurrent runs can reach each other through
+  abstract Unix sockets, as it can through socket files in the shared /tmp. So a candidate can pass with return
+  values computed by code in another concurrent run. Each child runs under a fresh unused uid and gid with no
+  supplementary groups and `no_new_privs`, so `RLIMIT_NPROC` counts only its own processes, it cannot signal the
+  harness or read other folders with 0700 permissions, and when the run ends every process of that uid is killed
+  with `kill(-1, SIGKILL)`, including those that left the process group, by a reaper they cannot signal. The kill
+  is skipped when /proc lists no process of the uid. Files the code writes to the world-writable /tmp, /var/tmp
+  and /dev/shm outlive the run.
 - Without root: no network isolation, no uid change, and `RLIMIT_NPROC` counts every process of the user, so the
   limit is set to the current count plus `max_processes`. A process that calls `setsid` and double-forks can
   outlive the run, and the code can signal the harness.
@@ -70,30 +72,25 @@ _SANDBOX_UID_BASE = 1_900_000_000
 _SANDBOX_UID_SPAN = 100_000_000
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 _REAP_TIMEOUT_S = 10.0
-# kill(-1) returns success while any other process exists, so emptiness is read from /proc instead.
+# The reaper starts as root and keeps a second fresh uid as its real and saved uid, with the sandbox uid as its
+# effective uid. kill(-1) then reaches every process of the sandbox uid, while none of them may signal the reaper:
+# under the sandbox uid alone, a surviving process that loops on kill(-1) killed each reaper before its first kill.
+# getpriority(PRIO_USER) counts processes by real uid, so the reaper does not count itself.
 _REAPER_SOURCE = """
-import os, time
-me, uid = os.getpid(), os.getuid()
-def left():
-    pids = []
-    for name in os.listdir('/proc'):
-        try:
-            if name.isdigit() and int(name) != me and os.stat('/proc/' + name).st_uid == uid:
-                pids.append(name)
-        except OSError:
-            pass
-    return pids
+import os, sys, time
+uid, gid, own_id = (int(arg) for arg in sys.argv[1:])
+os.setgroups([])
+os.setresgid(own_id, gid, own_id)
+os.setresuid(own_id, uid, own_id)
 deadline = time.monotonic() + 5.0
 while time.monotonic() < deadline:
     os.kill(-1, 9)
-    if not left():
+    try:
+        os.getpriority(os.PRIO_USER, uid)
+    except ProcessLookupError:
         break
     time.sleep(0.005)
 """
-# Sources this small go inside the fork server request: a Unix datagram must fit the socket's send buffer (212,992
-# bytes by default on Linux), and a request carries up to three sources. Writing them to files took about 0.7 ms of a
-# 13 ms HumanEval run on ext4.
-_INLINE_SOURCE_BYTES = 48 * 1024
 _PROBE_SOURCE = "import ctypes, json, math, resource, socket, struct"
 _INTERPRETER_FLAGS = ("-I", "-S")
 _FORK_SERVER_LOCK = threading.Lock()
@@ -232,14 +229,19 @@ def run_program(program: str, *, limits: SandboxLimits) -> SandboxResult:
     """
     started = time.monotonic()
     with _scratch_folder() as root:
-        identity, sources = _prepare_identity(Path(root), "program", {"program_source": program})
+        identity = _prepare_identity(Path(root), "program")
+        sources = _write_sources({"program_source": program})
         status_read, status_write = os.pipe()
-        config = {"role": "program", **sources}
-        (process,) = _spawn_all([(config, identity, {"status_fd": status_write})], limits)
-        os.close(status_write)
-        collector = _OutputCollector(process.stdout, limits.max_output_bytes)
-        timed_out = _wait(process, [collector], started + limits.timeout_s)
-        _kill_everything([process], [identity])
+        with _killed_on_exit([identity]) as processes:
+            try:
+                processes += _spawn_all([({"role": "program"}, identity, {"status_fd": status_write, **sources})],
+                                        limits)
+            finally:
+                for fd in (status_write, *sources.values()):
+                    os.close(fd)
+            process = processes[0]
+            collector = _OutputCollector(process.stdout, limits.max_output_bytes)
+            timed_out = _wait(process, [collector], started + limits.timeout_s)
         frames = _read_frames(status_read)
         collector.drain()
 
@@ -273,26 +275,28 @@ def run_tests(code: str, *, entry_point: str, tests: str, support_code: str, lim
     """
     started = time.monotonic()
     with _scratch_folder() as root:
-        candidate, candidate_sources = _prepare_identity(Path(root), "candidate", {"program_source": code})
-        checker, checker_sources = _prepare_identity(Path(root), "checker",
-                                                     {"support_source": support_code, "test_source": tests})
+        candidate, checker = _prepare_identity(Path(root), "candidate"), _prepare_identity(Path(root), "checker")
+        candidate_sources = _write_sources({"program_source": code})
+        checker_sources = _write_sources({"support_source": support_code, "test_source": tests})
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
         verdict_read, verdict_write = os.pipe()
-        candidate_config = {"role": "candidate", "entry_point": entry_point, **candidate_sources}
-        checker_config = {"role": "checker", "entry_point": entry_point, **checker_sources}
-        try:
-            processes = _spawn_all([
-                (candidate_config, candidate, {"request_fd": request_read, "response_fd": response_write}),
-                (checker_config, checker,
-                 {"request_fd": request_write, "response_fd": response_read, "verdict_fd": verdict_write}),
-            ], limits)
-        finally:
-            for fd in (request_read, request_write, response_read, response_write, verdict_write):
-                os.close(fd)
-        collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
-        timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
-        _kill_everything(processes, [candidate, checker])
+        candidate_config = {"role": "candidate", "entry_point": entry_point}
+        checker_config = {"role": "checker", "entry_point": entry_point}
+        with _killed_on_exit([candidate, checker]) as processes:
+            try:
+                processes += _spawn_all([
+                    (candidate_config, candidate,
+                     {"request_fd": request_read, "response_fd": response_write, **candidate_sources}),
+                    (checker_config, checker, {"request_fd": request_write, "response_fd": response_read,
+                                               "verdict_fd": verdict_write, **checker_sources}),
+                ], limits)
+            finally:
+                for fd in (request_read, request_write, response_read, response_write, verdict_write,
+                           *candidate_sources.values(), *checker_sources.values()):
+                    os.close(fd)
+            collectors = [_OutputCollector(process.stdout, limits.max_output_bytes) for process in processes]
+            timed_out = _wait(processes[1], collectors, started + limits.timeout_s)
         frames = _read_frames(verdict_read)
         for collector in collectors:
             collector.drain()
@@ -323,30 +327,35 @@ def _scratch_folder():
         _FOLDER_REMOVER.submit(shutil.rmtree, root, ignore_errors=True)
 
 
-def _prepare_identity(root: Path, role: str, sources: dict[str, str]) -> tuple[_Identity, dict[str, str]]:
-    """Create a role's scratch folder, owned by a fresh uid when we are root; return its sources' config entries.
-
-    A source travels in the fork server request under its key. One too large for a request is written to the
-    folder, and `<key>_path` names the file instead.
-    """
+def _prepare_identity(root: Path, role: str) -> _Identity:
+    """Create a role's scratch folder, owned by a fresh uid when we are root."""
     workdir = root / role
     workdir.mkdir(mode=0o700)
-    entries = {}
-    for key, text in sources.items():
-        if len(json.dumps(text)) <= _INLINE_SOURCE_BYTES:
-            entries[key] = text
-        else:
-            path = workdir / f"{key}.py"
-            path.write_text(text, encoding="utf-8")
-            entries[f"{key}_path"] = str(path)
     if not is_privileged():
-        return _Identity(uid=None, gid=None, workdir=workdir), entries
+        return _Identity(uid=None, gid=None, workdir=workdir)
 
     root.chmod(0o711)
     uid = _allocate_uid()
-    for path in (workdir, *workdir.iterdir()):
-        os.chown(path, uid, uid)
-    return _Identity(uid=uid, gid=uid, workdir=workdir), entries
+    os.chown(workdir, uid, uid)
+    return _Identity(uid=uid, gid=uid, workdir=workdir)
+
+
+def _write_sources(sources: dict[str, str]) -> dict[str, int]:
+    """Write each source to a new in-memory file; return the descriptors under `<key>_fd`, read from the start.
+
+    The fork server passes the descriptors on without reading them. A source inside the request itself stayed in
+    the server's memory, which every process it forks inherits: the candidate forked by the same request could
+    read the tests there, and later processes found earlier tests in freed memory.
+    """
+    fds = {}
+    for key, text in sources.items():
+        fd = fds[f"{key}_fd"] = os.memfd_create(key, os.MFD_CLOEXEC)
+        # Lone surrogates survive, so `compile` rejects them in the child as it rejects any invalid source.
+        remaining = memoryview(text.encode("utf-8", errors="surrogatepass"))
+        while remaining:
+            remaining = remaining[os.write(fd, remaining):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fds
 
 
 def _allocate_uid() -> int:
@@ -430,6 +439,19 @@ def _wait(process: ForkedProcess, collectors: list[_OutputCollector], deadline: 
     return True
 
 
+@contextlib.contextmanager
+def _killed_on_exit(identities: list[_Identity]):
+    """Yield a list for a run's processes, then kill them and every process of `identities`, even after an error.
+
+    Without this, an interrupt while waiting, such as Ctrl-C during an evaluation, left the run's processes alive.
+    """
+    processes: list[ForkedProcess] = []
+    try:
+        yield processes
+    finally:
+        _kill_everything(processes, identities)
+
+
 def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]) -> None:
     """Kill each process group, reap the direct children, then kill every process left under the sandbox uids."""
     for process in processes:
@@ -451,10 +473,11 @@ def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]
 
 def _kill_uid(identity: _Identity) -> None:
     # kill(-1) runs under the tasklist lock, so a fork bomb cannot add processes while it is delivered. Killed
-    # processes stay visible until init reaps them, so the reaper repeats until /proc shows none of the uid.
+    # processes stay listed until init reaps them, so the reaper repeats until it finds none of the uid.
     subprocess.run(
-        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _REAPER_SOURCE],
-        user=identity.uid, group=identity.gid, extra_groups=[], env={}, cwd="/",
+        [find_interpreter(), *_INTERPRETER_FLAGS, "-c", _REAPER_SOURCE,
+         str(identity.uid), str(identity.gid), str(_allocate_uid())],
+        env={}, cwd="/",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         timeout=_REAP_TIMEOUT_S, check=False,
     )
