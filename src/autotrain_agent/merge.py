@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import ConversionError
@@ -16,6 +17,19 @@ logger = logging.getLogger(__name__)
 def is_adapter_folder(folder: Path) -> bool:
     """Return whether `folder` holds a PEFT adapter rather than full weights."""
     return (Path(folder) / "adapter_config.json").is_file()
+
+
+def load_adapter(model, adapter_dir: Path):
+    """Return `model` wrapped with the PEFT adapter saved in `adapter_dir`, as `PeftModel.from_pretrained` does.
+
+    peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the model, and the warning
+    that follows on the console is about peft's code, not the user's; it is filtered here only.
+    """
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return PeftModel.from_pretrained(model, adapter_dir)
 
 
 def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
@@ -32,13 +46,12 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
         return out_dir
     # Imported here: torch and peft take seconds to import, and most commands never merge.
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("merging adapter %s into %s", adapter_dir, base_dir)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     try:
-        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+        merged = load_adapter(base, adapter_dir).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as err:
         raise ConversionError(
             f"The adapter {adapter_dir} does not fit the base model {base_dir}: {err}; "

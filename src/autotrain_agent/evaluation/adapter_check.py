@@ -52,9 +52,9 @@ def measure_logit_distance(
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     base_logits = _logits(base, encoded)
     if adapter_dir is not None:
-        from peft import PeftModel
+        from ..merge import load_adapter
 
-        evaluated = PeftModel.from_pretrained(base, adapter_dir).eval()
+        evaluated = load_adapter(base, adapter_dir).eval()
     else:
         del base
         evaluated = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

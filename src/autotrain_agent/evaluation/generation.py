@@ -160,9 +160,9 @@ class TransformersGenerator:
         dtype = "auto" if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device)
         if adapter_dir is not None:
-            from peft import PeftModel
+            from ..merge import load_adapter
 
-            self.model = PeftModel.from_pretrained(self.model, adapter_dir)
+            self.model = load_adapter(self.model, adapter_dir)
         self.model.eval()
 
     def complete(

@@ -85,14 +85,14 @@ def checkpoint_to_export(run: Run) -> Path:
 def _check_merge_parity(base_dir: Path, adapter_dir: Path, merged_dir: Path):
     """Compare the merged folder with the adapter applied to its training base, unmerged."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..merge import load_adapter
     from ..merge_parity import choose_merge
 
     # NOTE: training runs on the unquantized base here, so the merge base is the training base and only one
     # candidate exists. A 4-bit training base would add the rounded base as a second candidate.
-    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir).eval()
+    reference = load_adapter(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir).eval()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
     return choose_merge(reference, {"training base": merged}, AutoTokenizer.from_pretrained(base_dir))
 
