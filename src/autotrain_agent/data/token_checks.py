@@ -114,7 +114,8 @@ def _report_truncated_rows(lengths: list[int], row_numbers: list[int], result, *
     over = [number for number, length in zip(row_numbers, lengths) if length > max_length]
     if not over:
         return
-    logger.warning("%d of %d rows are longer than max_length=%d tokens and will be truncated", len(over), len(lengths), max_length)
+    # The validation result carries this as a warning for the user; the log keeps the count without repeating it.
+    logger.info("%d of %d rows are longer than max_length=%d tokens and will be truncated", len(over), len(lengths), max_length)
     result.problems.append(Problem(code="over_max_length", rows=over, severity="warning", message=(
         f"{len(over)} of {len(lengths)} rows are longer than max_length={max_length} tokens (the longest has "
         f"{max(lengths)}); training truncates them and loses their ends. Raise `max_length` or shorten those rows."
