@@ -78,7 +78,8 @@ def _next_training_call(ctx: ExperimentContext) -> NextCall:
         ctx.complete_stage(Stage.TRAIN, run_id=run.run_id)
         return choose_next_call(ctx)
     if verdict is not None and verdict.action == "stop":
-        return _stop(ctx, f"rule {verdict.rule} stopped {run.run_id} at step {verdict.step}")
+        reason = f"rule {verdict.rule} stopped {run.run_id} at step {verdict.step}"
+        return _stop(ctx, f"{reason}: {verdict.description}" if verdict.description else reason)
     failure = run.failure.message if run.failure else run.status
     ctx.fail(f"{run.run_id} {run.status}: {failure}")
     return NextCall(FINAL_ANSWER, {"answer": summarize(ctx)}, f"{run.run_id} {run.status}")

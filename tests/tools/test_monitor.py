@@ -161,6 +161,7 @@ def test_policy_stop_ends_experiment_as_stopped(tmp_path):
     assert call.tool == "final_answer"
     assert ctx.experiment.status == ExperimentStatus.STOPPED
     assert "stop-on-divergence" in ctx.experiment.failure
+    assert "no retry is left" in ctx.experiment.failure
 
 
 def test_report_lists_verdict_with_numbers(tmp_path):

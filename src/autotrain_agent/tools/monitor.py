@@ -149,6 +149,7 @@ class RunWatcher:
             step=verdict.step,
             phase=phase,  # type: ignore[arg-type]
             evidence=_json_safe(verdict.evidence),
+            description=verdict.description,
         )
         logger.info("%s: rule %s decided %s for %s at step %d", self.ctx.experiment.id, verdict.rule, verdict.action.type, self.run.run_id, verdict.step)
         self.ctx.decide(
@@ -262,11 +263,15 @@ def _finish(ctx: ExperimentContext, run: Run) -> str:
 
     loss = run.metrics_summary.get("final_loss")
     summary = f"Run {run.run_id} {run.status} after {run.actual_minutes} min; final loss {loss}."
-    if run.failure is not None:
-        tail = ctx.backend.fetch_job_logs(run.job_id, tail_lines=5) if verdict is None else ""
+    if run.failure is not None and verdict is None:
+        tail = ctx.backend.fetch_job_logs(run.job_id, tail_lines=5)
         summary = f"Run {run.run_id} {run.status} ({run.failure.kind}): {run.failure.message}." + (f" Last log lines:\n{tail}" if tail else "")
     if verdict is not None:
+        if run.failure is not None:
+            summary = f"Run {run.run_id} {run.status} after {run.actual_minutes} min."
         summary += f" Rule {verdict.rule} decided {verdict.action} at step {verdict.step}."
+        if verdict.description:
+            summary += f" {verdict.description}"
         if verdict.action == "stop":
             notify(ctx, "policy_stop", summary)
     elif run.status != "succeeded":
