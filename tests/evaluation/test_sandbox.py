@@ -338,9 +338,6 @@ _ANSWER_CLIENT = """    import json, socket, time
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason=(
-    "runs share the fork server's network namespace, /tmp and the IPC namespace; closing every channel needs "
-    "a mount and IPC namespace per run and a network namespace per run or per process"))
 @pytest.mark.parametrize("address", [
     "\0answers-{}",  # abstract socket, visible in the shared network namespace
     "/tmp/answers-{}.sock",  # socket file in the world-writable /tmp
@@ -414,18 +411,17 @@ def test_process_killing_its_own_uid_is_killed(outer_limits):
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason=(
-    "sandboxed processes can write to the world-writable /tmp, /var/tmp and /dev/shm, and nothing removes "
-    "those files after the run; a private mount namespace per run would keep them in the scratch folder"))
 def test_files_outside_scratch_are_removed(request):
     names = [f"{folder}/left-by-sandbox-{uuid.uuid4().hex}" for folder in ("/tmp", "/var/tmp", "/dev/shm")]
     request.addfinalizer(lambda: [Path(name).unlink(missing_ok=True) for name in names])
     program = f"for name in {names!r}:\n    open(name, 'w').write('x')\n"
+    mounts_before = Path("/proc/self/mounts").read_text()
 
     result = run_program(program, limits=SandboxLimits())
 
     assert result.outcome == "passed"
     assert [name for name in names if Path(name).exists()] == []
+    assert Path("/proc/self/mounts").read_text() == mounts_before
 
 
 @needs_root

