@@ -8,13 +8,13 @@ from autotrain_agent.recipes import PlanOverrides, make_plan
 
 
 @pytest.mark.parametrize("name", ["humaneval", "openai_humaneval"])
-def test_lighteval_humaneval_resolves_to_custom_task(name):
+def test_lighteval_humaneval_resolves_to_sandbox(name):
     implementation = resolve_benchmark(name, backend="lighteval")
 
     assert implementation.name == "humaneval"
-    assert implementation.harness == "autotrain_agent.evaluation.lighteval_humaneval"
+    assert implementation.harness == "autotrain_agent.evaluation.sandbox"
     assert implementation.lighteval_task == "humaneval_sandbox"
-    assert implementation.note == ""
+    assert "built-in sandboxed harness" in implementation.note
 
 
 def test_builtin_humaneval_resolves_to_sandbox():

@@ -160,10 +160,10 @@ def test_metric_rejects_fewer_samples_than_k(task_module):
         score(task_module.sandbox_pass_at_k(k=2, n=1), doc, [line["canonical_solution"]])
 
 
-def test_backend_resolves_to_this_module(task_module):
+def test_backend_resolves_to_this_task(task_module):
     implementation = resolve_benchmark("humaneval", backend="lighteval")
 
-    assert implementation.harness == task_module.__name__
+    assert implementation.harness == "autotrain_agent.evaluation.sandbox"
     assert implementation.lighteval_task == task_module.COMPLETION_TASK
     assert implementation.lighteval_task + "_chat" == task_module.CHAT_TASK
 

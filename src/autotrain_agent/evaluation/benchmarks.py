@@ -34,10 +34,13 @@ BENCHMARKS = {"humaneval": _HUMANEVAL}
 """Built-in implementations by canonical name."""
 ALIASES = {"openai_humaneval": "humaneval", "openai/openai_humaneval": "humaneval"}
 """Other names users give the same benchmark, such as the Hub dataset id."""
-# lighteval 0.13 ships no HumanEval task, so the `lighteval` extra adds one that scores answers in the same sandbox.
+# lighteval 0.13 ships no HumanEval task. The `lighteval` extra adds one (`lighteval_humaneval.py`) whose metric runs
+# the code in the built-in sandbox, so the built-in harness still produces the score.
 _LIGHTEVAL_HUMANEVAL = BenchmarkImplementation(
     name="humaneval",
-    harness="autotrain_agent.evaluation.lighteval_humaneval",
+    harness=_HUMANEVAL.harness,
+    note="lighteval has no humaneval task; the custom task humaneval_sandbox (the `lighteval` extra) scores it in "
+    "the built-in sandboxed harness",
     lighteval_task="humaneval_sandbox",
 )
 _LIGHTEVAL_TASKS = {"humaneval": _LIGHTEVAL_HUMANEVAL}
