@@ -13,3 +13,10 @@ def append_record(path: Path, record: str) -> None:
         path.write_text(TITLE, encoding="utf-8")
     with open(path, "a", encoding="utf-8") as page:
         page.write("\n" + record.rstrip("\n") + "\n")
+
+
+def publish_record(record: str, output: Path | None) -> None:
+    """Print `record`, and append it to the page at `output` unless `output` is `None`."""
+    print(record)
+    if output is not None:
+        append_record(output, record)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
-from _page import append_record  # noqa: E402
+from _page import publish_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = "improve code solving with SFT"
@@ -252,9 +252,7 @@ def main() -> int:
     machine = describe_machine()
     results = measure(repeats=args.repeats, train_steps=args.train_steps, eval_problems=args.eval_problems)
     record = render_record(results, machine=machine, repeats=args.repeats, train_steps=args.train_steps, eval_problems=args.eval_problems)
-    print(record)
-    if args.output is not None:
-        append_record(args.output, record)
+    publish_record(record, args.output)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
-from _page import append_record  # noqa: E402
+from _page import publish_record  # noqa: E402
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -101,9 +101,7 @@ def main() -> int:
     settings = {"prompts": args.prompts, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats}
     machine = describe_machine()
     record = render_record(measure(**settings), machine=machine, **settings)
-    print(record)
-    if args.output is not None:
-        append_record(args.output, record)
+    publish_record(record, args.output)
     return 0
 
 

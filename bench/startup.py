@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine  # noqa: E402
-from _page import append_record  # noqa: E402
+from _page import publish_record  # noqa: E402
 
 GOAL_S = 1.0
 HEAVY_MODULES = ("torch", "transformers", "trl", "datasets", "peft", "accelerate", "smolagents", "trackio")
@@ -116,9 +116,7 @@ def main() -> int:
     machine = describe_machine()
     times, imports = measure(args.repeats)
     record = render_record(times, imports, machine=machine, repeats=args.repeats)
-    print(record)
-    if args.output is not None:
-        append_record(args.output, record)
+    publish_record(record, args.output)
     return 0
 
 

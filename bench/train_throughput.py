@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe_machine, library_versions  # noqa: E402
-from _page import append_record  # noqa: E402
+from _page import publish_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -286,9 +286,7 @@ def main() -> int:
     started = time.monotonic()
     results = measure(args.variants, examples=args.examples, repeats=args.repeats, max_length=args.max_length, seed=args.seed)
     record = render_record(results, machine=machine, examples=args.examples, repeats=args.repeats, max_length=args.max_length)
-    print(record)
-    if args.output is not None:
-        append_record(args.output, record)
+    publish_record(record, args.output)
     print(f"total {time.monotonic() - started:.0f} s")
     return 0
 

@@ -132,12 +132,12 @@ def test_eval_checkpoints_all_is_planned():
     assert any("--eval-checkpoints all" in reason for reason in plan.reasons)
 
 
-def test_grpo_on_hf_jobs_is_rejected_at_plan_time():
+def test_grpo_on_jobs_rejected_by_planner():
     with pytest.raises(ConfigError, match="GRPO runs on the local backend only"):
         make_plan("improve code solving with GRPO", PlanOverrides(backend="hf-jobs", hub_repo="me/qwen-grpo"))
 
 
-def test_grpo_run_for_hf_jobs_is_rejected_before_approval():
+def test_grpo_on_jobs_rejected_before_approval():
     from types import SimpleNamespace
 
     from autotrain_agent.prelaunch import check_before_launch

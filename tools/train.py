@@ -236,35 +236,13 @@ def _train_sft(config: dict) -> dict:
         dataset = _split_last_assistant_turn(dataset)
 
     sft_config = SFTConfig(
-        output_dir=str(output_dir),
-        max_steps=config["max_steps"] if config["max_steps"] is not None else -1,
-        num_train_epochs=float(config["num_train_epochs"]),
-        per_device_train_batch_size=config["per_device_train_batch_size"],
-        gradient_accumulation_steps=config["gradient_accumulation_steps"],
-        learning_rate=float(config["learning_rate"]),
-        lr_scheduler_type=config["lr_scheduler_type"],
-        # transformers 5 dropped `warmup_ratio`: a float in [0, 1) passed as `warmup_steps` is the ratio.
-        warmup_steps=float(config["warmup_ratio"]),
+        **_common_trainer_arguments(config, use_cpu=use_cpu),
         max_length=config["max_length"],
-        logging_steps=config["logging_steps"],
-        save_steps=config["save_steps"],
-        save_total_limit=config["save_total_limit"],
-        seed=config["seed"],
-        report_to="trackio",
-        project=config["trackio_project"],
-        run_name=config["trackio_run_name"] or config["run_id"],
         assistant_only_loss=config["assistant_only_loss"],
         completion_only_loss=bool(config["completion_only_loss"]),
-        # transformers 5.25 renamed `gradient_checkpointing` to `activation_checkpointing` and warns on the old name.
-        activation_checkpointing=config["gradient_checkpointing"],
-        use_cpu=use_cpu,
-        bf16=not use_cpu,
         include_num_input_tokens_seen="all",
-        dataloader_num_workers=0,
         # "group_by_length" batches sequences of similar length, so less compute goes to padding.
         train_sampling_strategy=config["train_sampling_strategy"],
-        disable_tqdm=True,
-        **hub_push_arguments(config["hub_repo"]),
     )
     peft_config = _build_peft_config(config["lora"])
     if config["init_adapter_path"]:
@@ -387,6 +365,7 @@ def _common_trainer_arguments(config: dict, *, use_cpu: bool) -> dict:
         report_to="trackio",
         project=config["trackio_project"],
         run_name=config["trackio_run_name"] or config["run_id"],
+        # transformers 5.25 renamed `gradient_checkpointing` to `activation_checkpointing` and warns on the old name.
         activation_checkpointing=config["gradient_checkpointing"],
         use_cpu=use_cpu,
         bf16=not use_cpu,

@@ -22,8 +22,8 @@ def is_adapter_folder(folder: Path) -> bool:
 def load_adapter(model, adapter_dir: Path):
     """Return `model` wrapped with the PEFT adapter saved in `adapter_dir`, as `PeftModel.from_pretrained` does.
 
-    peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the model, and the warning
-    that follows on the console is about peft's code, not the user's; it is filtered here only.
+    peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the model. The warning
+    concerns peft's code, not the user's, so it is filtered here and nowhere else.
     """
     from peft import PeftModel
 

@@ -287,7 +287,7 @@ class PolicyVerdict(_Model):
     evidence: dict[str, Any] = Field(default_factory=dict)
     """Each comparison of the rule and the signal value it saw."""
     description: str = ""
-    """The rule's description, which says why it acts and what to do next."""
+    """The rule's description: why it acts and what to do next."""
     applied: bool = False
     """Whether the follow-up run was created; set in the same save as that run."""
 

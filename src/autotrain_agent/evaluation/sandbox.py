@@ -154,7 +154,7 @@ class _OutputCollector:
         return self.stream.fileno()
 
     def drain(self) -> None:
-        """Read what the pipe holds now; at end of file, close it."""
+        """Read what the pipe contains now, and close it at end of file."""
         while self.is_open:
             try:
                 chunk = os.read(self.stream.fileno(), 65536)
